@@ -1,0 +1,123 @@
+"""One declared preprocessing recipe, saved in every checkpoint and applied identically everywhere.
+
+Steps, in order (as published counterfactual work on these datasets does):
+1. optional crop to the head (bounding box of the largest bright component, padded square),
+2. resize to the model size (area interpolation when shrinking, linear when enlarging),
+3. clip to the [clip_low, clip_high] percentiles and min-max scale to [0, 1],
+4. z-score with the recipe's declared mean and std (fixed numbers, so a pixel means the same in
+   every image and a blanked region has the same value everywhere).
+
+Masks follow steps 1-2 only (nearest neighbour), so they stay aligned with the model input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PreprocessRecipe:
+    size: int = 160
+    clip_low: float = 1.0
+    clip_high: float = 99.0
+    mean: float = 0.5
+    std: float = 0.25
+    crop_to_head: bool = False
+
+    def __post_init__(self) -> None:
+        if self.size < 8:
+            raise ValueError(f"size must be at least 8 pixels, got {self.size}")
+        if not 0 <= self.clip_low < self.clip_high <= 100:
+            raise ValueError(f"need 0 <= clip_low < clip_high <= 100, got {self.clip_low}, {self.clip_high}")
+        if self.std <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+
+    # -- serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PreprocessRecipe":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown preprocessing fields: {sorted(unknown)}")
+        return cls(**d)
+
+    # -- steps ---------------------------------------------------------------------------------
+    def head_box(self, image: np.ndarray) -> tuple[int, int, int, int] | None:
+        """(top, bottom, left, right) of a square box around the head, or None for the whole image."""
+        if not self.crop_to_head:
+            return None
+        return _head_box(image)
+
+    def geometry(self, image: np.ndarray, box=None, nearest: bool = False) -> np.ndarray:
+        """Crop (if enabled) and resize an image or mask to size x size."""
+        arr = np.asarray(image)
+        if box is None:
+            box = self.head_box(arr) if not nearest else None
+        if box is not None:
+            t, b, l, r = box
+            arr = arr[t:b, l:r]
+        if arr.shape == (self.size, self.size):
+            return arr.copy()
+        if nearest:
+            return cv2.resize(arr.astype(np.uint8), (self.size, self.size), interpolation=cv2.INTER_NEAREST).astype(
+                np.asarray(image).dtype
+            )
+        interp = cv2.INTER_AREA if max(arr.shape) > self.size else cv2.INTER_LINEAR
+        return cv2.resize(arr.astype(np.float32), (self.size, self.size), interpolation=interp)
+
+    def scale01(self, image: np.ndarray) -> np.ndarray:
+        """Percentile clip and min-max to [0, 1]; a constant image becomes all zeros."""
+        img = np.asarray(image, dtype=np.float32)
+        lo, hi = np.percentile(img, [self.clip_low, self.clip_high])
+        if hi <= lo:
+            return np.zeros_like(img, dtype=np.float32)
+        return np.clip((img - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+    def normalize(self, image01: np.ndarray) -> np.ndarray:
+        return ((np.asarray(image01, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
+
+    def display(self, image: np.ndarray) -> np.ndarray:
+        """The [0, 1] image at model size, as the model sees it before z-scoring (for overlays and regions)."""
+        return self.scale01(self.geometry(image))
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Raw 2-D image -> float32 (size, size) model input."""
+        image = np.asarray(image)
+        if image.ndim != 2:
+            raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")
+        return self.normalize(self.display(image))
+
+    def mask(self, mask: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
+        """A tumor (or region) mask brought to the model geometry of `image`."""
+        box = self.head_box(image) if image is not None else None
+        return self.geometry(np.asarray(mask).astype(np.uint8), box=box, nearest=True).astype(bool)
+
+    def batch(self, images) -> np.ndarray:
+        """Several raw images -> float32 (N, 1, size, size)."""
+        return np.stack([self(im) for im in images])[:, None]
+
+
+def _head_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
+    img = np.asarray(image, dtype=np.float32)
+    if img.max() <= img.min():
+        return None
+    u8 = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    _, binary = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary)
+    if n <= 1:
+        return None
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h = stats[largest, :4]
+    side = int(max(w, h) * 1.05) + 2
+    cy, cx = y + h // 2, x + w // 2
+    H, W = img.shape
+    side = min(side, max(H, W))
+    t = int(np.clip(cy - side // 2, 0, max(H - side, 0)))
+    l = int(np.clip(cx - side // 2, 0, max(W - side, 0)))
+    return t, min(t + side, H), l, min(l + side, W)

@@ -1,0 +1,136 @@
+"""A checkpoint is one file: weights, architecture, classes, preprocessing recipe, calibration
+temperature, training provenance and metrics. `load_model(path)` is all any caller needs."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from tumorlens.data.preprocess import PreprocessRecipe
+from tumorlens.models.registry import build_model
+
+FORMAT = "tumorlens-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable tumorlens checkpoint; the message says why."""
+
+
+@dataclass
+class TumorModel:
+    """A ready-to-use classifier: network in eval mode plus everything needed to feed it."""
+
+    net: nn.Module
+    arch: str
+    classes: list[str]
+    recipe: PreprocessRecipe
+    temperature: float = 1.0
+    provenance: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    version: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def prepare(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Raw 2-D images -> (N, 1, S, S) float tensor, preprocessed by this model's recipe."""
+        return torch.from_numpy(self.recipe.batch(images))
+
+    @torch.inference_mode()
+    def logits(self, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        self.net.eval()
+        outs = [self.net(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        return torch.cat(outs) if outs else torch.empty(0, self.num_classes)
+
+    def probabilities(self, x: torch.Tensor, batch_size: int = 64, calibrated: bool = True) -> np.ndarray:
+        """Class probabilities for preprocessed input; temperature-scaled unless calibrated=False."""
+        t = self.temperature if calibrated else 1.0
+        return torch.softmax(self.logits(x, batch_size) / t, dim=1).numpy()
+
+    def predict_images(self, images: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
+        """Raw 2-D images -> calibrated probabilities (N, C)."""
+        return self.probabilities(self.prepare(images), batch_size)
+
+
+def save_checkpoint(
+    path: str | Path,
+    net: nn.Module,
+    arch: str,
+    classes: Sequence[str],
+    recipe: PreprocessRecipe,
+    temperature: float = 1.0,
+    provenance: dict | None = None,
+    metrics: dict | None = None,
+) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": arch,
+        "classes": list(classes),
+        "recipe": recipe.to_dict(),
+        "temperature": float(temperature),
+        "provenance": provenance or {},
+        "metrics": metrics or {},
+        "state_dict": state,
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # never leave a half-written checkpoint behind
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint is empty: {path}")
+    try:
+        # weights_only: a checkpoint is data, never code to run.
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable tumorlens checkpoint (damaged or another format): {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a tumorlens checkpoint (no '{FORMAT}' header)")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer tumorlens (format {payload['format_version']})")
+    return payload
+
+
+def load_model(path: str | Path) -> TumorModel:
+    path = Path(path)
+    payload = read_checkpoint(path)
+    classes = list(payload["classes"])
+    net = build_model(payload["arch"], len(classes))
+    try:
+        net.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(
+            f"{path}: weights do not fit architecture {payload['arch']!r} with {len(classes)} classes ({first})"
+        ) from None
+    net.eval()
+    version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return TumorModel(
+        net=net,
+        arch=payload["arch"],
+        classes=classes,
+        recipe=PreprocessRecipe.from_dict(payload["recipe"]),
+        temperature=float(payload.get("temperature", 1.0)),
+        provenance=payload.get("provenance", {}),
+        metrics=payload.get("metrics", {}),
+        version=f"{payload['arch']}-{version}",
+    )
