@@ -1,0 +1,69 @@
+"""`tumorlens train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tumorlens.cli_errors import exit_on_user_error
+
+
+def _parse_class_map(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
+    if any(len(p) != 2 for p in pairs):
+        raise typer.BadParameter("class map must look like 'folder=class,folder2=class2'")
+    return {a.strip(): b.strip() for a, b in pairs}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def train(
+        data: Path = typer.Option(..., "--data", help="dataset folder (class folders, figshare, DICOM, NIfTI)"),
+        out: Path = typer.Option(Path("runs/train"), "--out", help="output folder: model.pt, curves, logs"),
+        model: str = typer.Option("efficientnet_lite0", "--model", help="architecture name"),
+        pretrained: Optional[str] = typer.Option(None, "--pretrained", help="'imagenet' (EfficientNet-Lite0 only) or a local weights file"),
+        size: int = typer.Option(160, "--size", help="model input size in pixels"),
+        crop_to_head: bool = typer.Option(False, "--crop-to-head/--no-crop-to-head"),
+        split: Optional[str] = typer.Option(None, "--split", help="train on this split only, e.g. Training"),
+        val_fraction: float = typer.Option(0.15, "--val-fraction"),
+        epochs: int = typer.Option(10, "--epochs"),
+        max_steps: int = typer.Option(-1, "--max-steps", help="stop after this many optimiser steps (-1: no limit)"),
+        max_val_steps: Optional[int] = typer.Option(None, "--max-val-steps", help="validation batches per epoch"),
+        batch_size: int = typer.Option(32, "--batch-size"),
+        lr: float = typer.Option(1e-3, "--lr"),
+        weight_decay: float = typer.Option(1e-4, "--weight-decay"),
+        optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or adam"),
+        loss: str = typer.Option("ce", "--loss", help="ce or focal"),
+        class_weights: bool = typer.Option(True, "--class-weights/--no-class-weights"),
+        weighted_sampling: bool = typer.Option(False, "--weighted-sampling/--no-weighted-sampling"),
+        label_smoothing: float = typer.Option(0.05, "--label-smoothing"),
+        augment: bool = typer.Option(True, "--augment/--no-augment"),
+        patience: int = typer.Option(4, "--patience", help="early stopping on validation macro-F1"),
+        seed: int = typer.Option(0, "--seed"),
+        devices: str = typer.Option("1", "--devices"),
+        num_nodes: int = typer.Option(1, "--num-nodes"),
+        resume: Optional[Path] = typer.Option(None, "--resume", help="Lightning checkpoint to resume from (OUT/lightning/last.ckpt)"),
+        class_map: Optional[str] = typer.Option(None, "--class-map", help="rename classes: folder=class,..."),
+    ) -> None:
+        """Train a classifier; writes OUT/model.pt (weights, recipe, classes, provenance, metrics)."""
+        from tumorlens.training.trainer import TrainConfig, train as run_train
+
+        config = TrainConfig(
+            data=str(data), out=str(out), model=model, pretrained=pretrained, size=size, crop_to_head=crop_to_head,
+            split=split, val_fraction=val_fraction, epochs=epochs, max_steps=max_steps, max_val_steps=max_val_steps,
+            batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer, loss=loss,
+            class_weights=class_weights, weighted_sampling=weighted_sampling, label_smoothing=label_smoothing,
+            augment=augment, patience=patience, seed=seed, devices=int(devices) if devices.isdigit() else devices,
+            num_nodes=num_nodes, resume=str(resume) if resume else None, class_map=_parse_class_map(class_map),
+        )
+        with exit_on_user_error():
+            result = run_train(config)
+        m = result.metrics
+        typer.echo(
+            f"saved {result.checkpoint}  validation accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
+            f"ECE {m['ece']:.4f} (T={result.temperature:.2f})  {result.seconds / 60:.1f} min"
+        )

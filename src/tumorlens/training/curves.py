@@ -1,0 +1,39 @@
+"""Training curves (loss, accuracy, macro-F1 per epoch) from Lightning's CSV log, as CSV and PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def save_curves(metrics_csv: Path, out_dir: Path) -> Path | None:
+    metrics_csv = Path(metrics_csv)
+    if not metrics_csv.is_file():
+        return None
+    log = pd.read_csv(metrics_csv)
+    if "epoch" not in log:
+        return None
+    per_epoch = log.groupby("epoch").mean(numeric_only=True).drop(columns=["step"], errors="ignore")
+    per_epoch.to_csv(Path(out_dir) / "curves.csv")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("loss", ["train_loss", "val_loss"]), ("accuracy", ["train_acc", "val_acc"]), ("macro-F1", ["val_macro_f1"])]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, (title, columns) in zip(axes, panels):
+        for c in columns:
+            if c in per_epoch:
+                ax.plot(per_epoch.index, per_epoch[c], marker="o", label=c)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    png = Path(out_dir) / "curves.png"
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png

@@ -1,0 +1,198 @@
+"""`train(config)`: data -> split -> Lightning fit -> temperature scaling -> one checkpoint file."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+import tumorlens
+from tumorlens.data.preprocess import PreprocessRecipe
+from tumorlens.data.sample import SampleSet
+from tumorlens.evaluation.calibration import fit_temperature
+from tumorlens.evaluation.metrics import classification_metrics
+from tumorlens.models.checkpoint import save_checkpoint
+from tumorlens.models.registry import build_model
+from tumorlens.training.augment import mri_augmentation
+from tumorlens.training.curves import save_curves
+from tumorlens.training.datasets import TensorImageDataset, preprocess_all
+from tumorlens.training.losses import balanced_class_weights, make_loss
+from tumorlens.training.module import Classifier
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    model: str = "efficientnet_lite0"
+    pretrained: str | None = None
+    size: int = 160
+    crop_to_head: bool = False
+    split: str | None = None  # train only on samples of this split (e.g. "Training"); None = all
+    val_fraction: float = 0.15
+    epochs: int = 10
+    max_steps: int = -1
+    max_val_steps: int | None = None
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    loss: str = "ce"
+    class_weights: bool = True
+    weighted_sampling: bool = False
+    label_smoothing: float = 0.05
+    focal_gamma: float = 2.0
+    augment: bool = True
+    patience: int = 4
+    seed: int = 0
+    devices: int | str = 1
+    num_nodes: int = 1
+    accelerator: str = "auto"
+    resume: str | None = None
+    channels_last: bool = True
+    class_map: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    metrics: dict
+    temperature: float
+    seconds: float
+
+
+def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
+    from tumorlens.data.sources import open_dataset
+    from tumorlens.data.splits import stratified_split, patient_group_split
+
+    started = time.time()
+    L.seed_everything(config.seed, workers=True)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    if samples is None:
+        samples = open_dataset(config.data, class_map=config.class_map or None)
+    if config.split is not None:
+        available = sorted({s.split for s in samples.samples if s.split})
+        if config.split not in available:
+            raise ValueError(f"{config.data} has no split {config.split!r}; it has {available or 'no splits'}")
+        samples = samples.by_split(config.split)
+    if len(samples) == 0:
+        raise ValueError(f"no labelled samples to train on in {config.data}")
+    if any(s.label is None for s in samples.samples):
+        raise ValueError(f"{config.data}: every training sample needs a label (class folder or metadata)")
+
+    if samples.has_patients():
+        train_idx, val_idx = patient_group_split(samples, val_fraction=config.val_fraction, seed=config.seed)
+        split_method = "patient-grouped"
+    else:
+        train_idx, val_idx = stratified_split(samples, val_fraction=config.val_fraction, seed=config.seed)
+        split_method = "stratified"
+    train_set, val_set = samples.subset(train_idx), samples.subset(val_idx)
+    classes = samples.classes
+    recipe = PreprocessRecipe(size=config.size, crop_to_head=config.crop_to_head)
+
+    x_train = preprocess_all(train_set, recipe, "preprocessing training images")
+    x_val = preprocess_all(val_set, recipe, "preprocessing validation images")
+    y_train, y_val = train_set.label_indices(), val_set.label_indices()
+
+    background = float(recipe.normalize(np.zeros(1))[0])
+    transform = mri_augmentation(fill=background) if config.augment else None
+    train_ds = TensorImageDataset(x_train, y_train, transform)
+    val_ds = TensorImageDataset(x_val, y_val)
+    sampler = None
+    if config.weighted_sampling:
+        counts = np.bincount(y_train, minlength=len(classes)).astype(float)
+        sampler = WeightedRandomSampler(1.0 / counts[y_train], num_samples=len(y_train), replacement=True)
+    generator = torch.Generator().manual_seed(config.seed)
+    train_loader = DataLoader(
+        train_ds, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler, generator=generator, drop_last=len(train_ds) > config.batch_size
+    )
+    val_loader = DataLoader(val_ds, batch_size=max(config.batch_size, 64))
+
+    weights = balanced_class_weights(y_train, len(classes)) if config.class_weights else None
+    loss = make_loss(config.loss, weights, config.label_smoothing, config.focal_gamma)
+    net = build_model(config.model, len(classes), pretrained=config.pretrained)
+    module = Classifier(
+        net, loss, len(classes), lr=config.lr, weight_decay=config.weight_decay,
+        optimizer=config.optimizer, channels_last=config.channels_last,
+    )
+
+    best = ModelCheckpoint(dirpath=out / "lightning", filename="best", monitor="val_macro_f1", mode="max", save_last=True)
+    trainer = L.Trainer(
+        default_root_dir=out,
+        max_epochs=config.epochs,
+        max_steps=config.max_steps,
+        limit_val_batches=config.max_val_steps if config.max_val_steps else 1.0,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        deterministic="warn",
+        logger=CSVLogger(out, name="logs", version=""),
+        callbacks=[
+            best,
+            EarlyStopping(monitor="val_macro_f1", mode="max", patience=config.patience),
+            TQDMProgressBar(refresh_rate=10),
+        ],
+        log_every_n_steps=10,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, train_loader, val_loader, ckpt_path=config.resume)
+
+    if best.best_model_path:
+        state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    net = module.net.to(memory_format=torch.contiguous_format).eval()
+
+    with torch.inference_mode():
+        val_logits = torch.cat([net(x) for x, _ in DataLoader(val_ds, batch_size=128)]).numpy()
+    temperature = fit_temperature(val_logits, y_val)
+    val_probs = torch.softmax(torch.from_numpy(val_logits) / temperature, dim=1).numpy()
+    val_metrics = classification_metrics(y_val, val_probs, classes)
+    val_metrics["ece_uncalibrated"] = classification_metrics(
+        y_val, torch.softmax(torch.from_numpy(val_logits), dim=1).numpy(), classes
+    )["ece"]
+
+    seconds = time.time() - started
+    provenance = {
+        "data": str(Path(config.data).resolve()),
+        "data_kind": samples.kind,
+        "train_split": config.split,
+        "split_method": split_method,
+        "n_train": len(train_set),
+        "n_val": len(val_set),
+        "val_paths_sha": _paths_digest(val_set),
+        "skipped_files": len(samples.skipped),
+        "config": asdict(config),
+        "epochs_run": trainer.current_epoch,
+        "train_seconds": round(seconds, 1),
+        "versions": {
+            "tumorlens": tumorlens.__version__,
+            "torch": torch.__version__,
+            "lightning": L.__version__,
+            "python": platform.python_version(),
+        },
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    ckpt = save_checkpoint(
+        out / "model.pt", net, config.model, classes, recipe, temperature=temperature,
+        provenance=provenance, metrics={"validation": val_metrics},
+    )
+    save_curves(out / "logs" / "metrics.csv", out)
+    (out / "validation_metrics.json").write_text(json.dumps(val_metrics, indent=2))
+    return TrainResult(ckpt, val_metrics, temperature, seconds)
+
+
+def _paths_digest(samples: SampleSet) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(s.path for s in samples.samples)).encode()).hexdigest()[:16]
