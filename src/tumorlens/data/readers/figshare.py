@@ -1,0 +1,169 @@
+"""The figshare brain-tumor dataset of J. Cheng, in its two forms.
+
+1. The original MATLAB files (one per slice): a struct `cjdata` with image, label (1 meningioma,
+   2 glioma, 3 pituitary), PID (patient id), tumorMask and tumorBorder. The published files are
+   MATLAB v7.3 (HDF5, read with h5py); older v5 copies circulate too and are read with scipy.
+2. The converted folder: images/N.png, masks/N.png, metadata.csv (index,label,class_name,pid,...).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from tumorlens.data.errors import DatasetError, UnreadableFile
+from tumorlens.data.readers.images import read_image
+
+CHENG_LABELS = {1: "meningioma", 2: "glioma", 3: "pituitary"}
+CONVERTED_COLUMNS = {"index", "class_name"}
+
+
+# -- original .mat files ---------------------------------------------------------------------------
+def read_cheng_mat(path: str | Path) -> dict:
+    """Return dict(image, mask, label, patient_id, meta) for one .mat slice, or raise UnreadableFile."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise UnreadableFile("empty file (0 bytes)")
+    except OSError as exc:
+        raise UnreadableFile(f"cannot open: {exc}") from None
+    import h5py
+
+    if h5py.is_hdf5(path):
+        fields = _read_v73(path)
+        version = "7.3"
+    else:
+        fields = _read_v5(path)
+        version = "5"
+    image = np.asarray(fields["image"], dtype=np.float32)
+    if image.ndim != 2 or image.size == 0:
+        raise UnreadableFile(f"cjdata.image has shape {image.shape}, expected a 2-D slice")
+    code = int(np.asarray(fields["label"]).ravel()[0]) if fields.get("label") is not None else None
+    if code is not None and code not in CHENG_LABELS:
+        raise UnreadableFile(f"cjdata.label is {code}, expected 1 (meningioma), 2 (glioma) or 3 (pituitary)")
+    mask = fields.get("tumorMask")
+    if mask is not None:
+        mask = np.asarray(mask).astype(bool)
+        if mask.shape != image.shape:
+            raise UnreadableFile(f"cjdata.tumorMask shape {mask.shape} differs from image shape {image.shape}")
+    border = fields.get("tumorBorder")
+    meta = {
+        "channels": 1,
+        "format": f"MATLAB v{version}",
+        "label_code": code,
+        "height": int(image.shape[0]),
+        "width": int(image.shape[1]),
+    }
+    if border is not None and np.size(border):
+        # Stored as [x1, y1, x2, y2, ...] (Cheng's README); kept as (K, 2) pairs, as stored.
+        meta["tumor_border"] = np.asarray(border, dtype=np.float32).ravel().reshape(-1, 2)
+    return {
+        "image": image,
+        "mask": mask,
+        "label": CHENG_LABELS.get(code) if code is not None else None,
+        "patient_id": fields.get("PID"),
+        "meta": meta,
+    }
+
+
+def _read_v73(path: Path) -> dict:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "cjdata" not in f:
+                raise UnreadableFile(f"no 'cjdata' struct (found: {', '.join(sorted(f.keys())) or 'nothing'})")
+            g = f["cjdata"]
+            if "image" not in g:
+                raise UnreadableFile("cjdata has no 'image' field")
+            # MATLAB writes column-major arrays: h5py sees them transposed, so transpose back.
+            out = {"image": np.asarray(g["image"]).T}
+            out["label"] = np.asarray(g["label"]) if "label" in g else None
+            out["tumorMask"] = np.asarray(g["tumorMask"]).T if "tumorMask" in g else None
+            out["tumorBorder"] = np.asarray(g["tumorBorder"]).ravel() if "tumorBorder" in g else None
+            out["PID"] = _matlab_chars(np.asarray(g["PID"])) if "PID" in g else None
+            return out
+    except UnreadableFile:
+        raise
+    except Exception as exc:  # h5py raises OSError/KeyError/TypeError for damaged files
+        raise UnreadableFile(f"damaged MATLAB v7.3 file: {exc}") from None
+
+
+def _matlab_chars(arr: np.ndarray) -> str | None:
+    """MATLAB v7.3 stores a char array as uint16 code units."""
+    text = "".join(chr(int(c)) for c in arr.ravel() if int(c) != 0).strip()
+    return text or None
+
+
+def _read_v5(path: Path) -> dict:
+    from scipy.io import loadmat
+
+    try:
+        data = loadmat(str(path), squeeze_me=True, struct_as_record=False)
+    except Exception as exc:  # scipy raises ValueError/TypeError/MatReadError for non-MAT data
+        raise UnreadableFile(f"not a MATLAB file (neither v7.3/HDF5 nor v5): {exc}") from None
+    if "cjdata" not in data:
+        keys = sorted(k for k in data if not k.startswith("__"))
+        raise UnreadableFile(f"no 'cjdata' struct (found: {', '.join(keys) or 'nothing'})")
+    cj = data["cjdata"]
+    pid = getattr(cj, "PID", None)
+    if isinstance(pid, np.ndarray):
+        pid = "".join(map(str, pid.ravel()))
+    return {
+        "image": getattr(cj, "image", None),
+        "label": getattr(cj, "label", None),
+        "tumorMask": getattr(cj, "tumorMask", None),
+        "tumorBorder": getattr(cj, "tumorBorder", None),
+        "PID": (str(pid).strip() or None) if pid is not None else None,
+    }
+
+
+# -- converted folder ------------------------------------------------------------------------------
+def is_converted_folder(root: Path) -> bool:
+    return (root / "metadata.csv").is_file() and (root / "images").is_dir()
+
+
+def read_converted_rows(root: Path) -> list[dict]:
+    """Rows of metadata.csv, checked for the columns we need."""
+    meta_path = root / "metadata.csv"
+    with open(meta_path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = CONVERTED_COLUMNS - set(reader.fieldnames or [])
+        if missing:
+            raise DatasetError(
+                f"{meta_path}: missing column(s) {sorted(missing)}; expected index,label,class_name,pid,original_size"
+            )
+        return list(reader)
+
+
+def read_converted_slice(root: Path, row: dict) -> dict:
+    """One row of metadata.csv -> dict(image, mask, label, patient_id, meta, path), or raise UnreadableFile."""
+    index = str(row["index"]).strip()
+    image_path = root / "images" / f"{index}.png"
+    if not image_path.is_file():
+        raise UnreadableFile("listed in metadata.csv but images/ has no such file")
+    image, meta = read_image(image_path)
+    mask = None
+    mask_path = root / "masks" / f"{index}.png"
+    if mask_path.is_file():
+        try:
+            mask_img, _ = read_image(mask_path)
+        except UnreadableFile as exc:
+            raise UnreadableFile(f"mask {mask_path.name}: {exc}") from None
+        if mask_img.shape != image.shape:
+            raise UnreadableFile(f"mask shape {mask_img.shape} differs from image shape {image.shape}")
+        mask = mask_img > 0
+    meta.update({"figshare_index": int(index) if index.isdigit() else index, "original_size": row.get("original_size")})
+    if row.get("label"):
+        meta["label_code"] = int(row["label"]) if str(row["label"]).strip().isdigit() else row["label"]
+    pid = str(row.get("pid") or "").strip() or None
+    return {
+        "image": image,
+        "mask": mask,
+        "label": str(row["class_name"]).strip() or None,
+        "patient_id": pid,
+        "meta": meta,
+        "path": str(image_path),
+    }

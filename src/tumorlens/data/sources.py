@@ -1,0 +1,298 @@
+"""open_dataset: any dataset layout a user brings -> one SampleSet.
+
+Layouts recognised (autodetected, or forced with kind=...):
+- "split_class_folders": <root>/<split>/<class>/... with split folders named like
+  Training/Testing/Validation (the Kaggle layout); meta["split"] is the folder name as written.
+- "class_folders": <root>/<class>/... ; the tool splits it later (see splits.py).
+- "figshare_converted": <root>/metadata.csv + images/N.png (+ masks/N.png).
+- "figshare_mat": Cheng's original .mat files anywhere under root (labels come from the files).
+- "dicom", "nifti": DICOM or NIfTI files; label = the class folder they sit in, if any, else None.
+- "images": image files with no class folders; only with allow_unlabeled=True.
+A folder may mix formats inside class folders; the file format decides the reader, the folders
+decide label and split.
+
+Unreadable files never stop a read: each goes to SampleSet.skipped with its reason. A dataset
+with nothing readable, or an image folder without labels, raises DatasetError naming the path
+and the layout that was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from tumorlens.data.errors import DatasetError, UnreadableFile
+from tumorlens.data.readers.dicom import looks_like_dicom, read_dicom
+from tumorlens.data.readers.figshare import (
+    is_converted_folder,
+    read_cheng_mat,
+    read_converted_rows,
+    read_converted_slice,
+)
+from tumorlens.data.readers.images import is_image_file, read_image
+from tumorlens.data.readers.nifti import is_nifti_file, read_nifti
+from tumorlens.data.sample import Sample, SampleSet, SkippedFile
+
+__all__ = ["open_dataset", "parse_class_map", "DatasetError", "KINDS", "SPLIT_NAMES"]
+
+KINDS = ("split_class_folders", "class_folders", "figshare_converted", "figshare_mat", "dicom", "nifti", "images")
+# Folder names taken as a split rather than a class (compared lower-case).
+SPLIT_NAMES = {"train", "training", "test", "testing", "val", "valid", "validation"}
+# Files that live beside data and are not data: never reported as skipped.
+_IGNORED_SUFFIXES = {".md", ".txt", ".csv", ".json", ".yaml", ".yml", ".html", ".pdf", ".zip", ".py", ".db"}
+_IGNORED_NAMES = {"sha256sums", "md5sums", "license", "readme", "thumbs.db", "desktop.ini"}
+
+EXPECTED_LAYOUTS = (
+    "expected one of: <root>/Training|Testing/<class>/<images>, <root>/<class>/<images>, "
+    "a figshare folder (metadata.csv + images/), Cheng .mat files, DICOM files or NIfTI volumes"
+)
+
+
+@dataclass(frozen=True)
+class _Task:
+    path: Path
+    fmt: str  # "image" | "dicom" | "nifti" | "mat"
+    label: str | None
+    split: str | None
+
+
+def parse_class_map(text: str | dict | None) -> dict[str, str]:
+    """'tumor_a=glioma,no=notumor' (or a dict) -> {'tumor_a': 'glioma', 'no': 'notumor'}."""
+    if text is None:
+        return {}
+    if isinstance(text, dict):
+        return {str(k): str(v) for k, v in text.items()}
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in part:
+            raise DatasetError(f"class map entry {part!r} has no '='; expected old=new[,old=new...]")
+        old, new = (s.strip() for s in part.split("=", 1))
+        if not old or not new:
+            raise DatasetError(f"class map entry {part!r} is incomplete; expected old=new")
+        out[old] = new
+    return out
+
+
+def open_dataset(
+    path: str | Path,
+    class_map: dict | str | None = None,
+    kind: str | None = None,
+    *,
+    allow_unlabeled: bool = False,
+    progress: bool = True,
+    workers: int | None = None,
+) -> SampleSet:
+    """Read a dataset (folder or single file) into a SampleSet; see the module docstring for layouts.
+
+    class_map renames classes (several old names may map to one new name); naming a class the
+    dataset does not have is an error, so a typo cannot pass silently.
+    """
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DatasetError(f"{root}: no such file or folder; {EXPECTED_LAYOUTS}")
+    if kind is not None and kind not in KINDS:
+        raise DatasetError(f"unknown dataset kind {kind!r}; choose one of {', '.join(KINDS)}")
+    mapping = parse_class_map(class_map)
+    workers = workers or min(4, os.cpu_count() or 1)
+
+    if root.is_file():
+        fmt = _file_format(root)
+        if fmt is None:
+            raise DatasetError(f"{root}: not a supported file (JPEG/PNG/BMP/TIFF, DICOM, NIfTI, .mat)")
+        samples, skipped = _read_tasks([_Task(root, fmt, None, None)], root, workers, progress)
+        detected = {"image": "images", "mat": "figshare_mat"}.get(fmt, fmt)
+        allow_unlabeled = True  # one file is a thing to predict on, not a dataset to train from
+    elif kind == "figshare_converted" or (kind is None and is_converted_folder(root)):
+        if not is_converted_folder(root):
+            raise DatasetError(f"{root}: not a figshare converted folder; expected metadata.csv and images/")
+        samples, skipped = _read_converted(root, workers, progress)
+        detected = "figshare_converted"
+    else:
+        tasks, skipped_walk, detected = _plan_folder(root, kind)
+        if not tasks:
+            found = f" ({len(skipped_walk)} unsupported file(s), e.g. {skipped_walk[0].path})" if skipped_walk else ""
+            raise DatasetError(f"{root}: no image, DICOM, NIfTI or .mat files found{found}; {EXPECTED_LAYOUTS}")
+        samples, skipped = _read_tasks(tasks, root, workers, progress)
+        skipped = skipped_walk + skipped
+
+    if not samples:
+        first = f"; first: {skipped[0].path}: {skipped[0].reason}" if skipped else ""
+        raise DatasetError(f"{root}: no readable slices ({len(skipped)} file(s) could not be read{first})")
+    labels_found = {s.label for s in samples if s.label is not None}
+    if not labels_found and not allow_unlabeled and detected in ("images", "class_folders", "split_class_folders"):
+        raise DatasetError(
+            f"{root}: images have no labels; expected class folders (<root>/<class>/*.jpg or "
+            f"<root>/Training/<class>/*.jpg) or a figshare metadata.csv"
+        )
+    unknown = set(mapping) - labels_found
+    if unknown:
+        raise DatasetError(
+            f"{root}: class map names {sorted(unknown)}, which the dataset does not have (classes: {sorted(labels_found)})"
+        )
+    for s in samples:
+        if s.label is not None:
+            s.label = mapping.get(s.label, s.label)
+    classes = sorted({s.label for s in samples if s.label is not None})
+    return SampleSet(samples=samples, classes=classes, root=str(root), kind=detected, skipped=skipped)
+
+
+# -- planning: which files, with which label and split -------------------------------------------
+def _file_format(path: Path) -> str | None:
+    if is_image_file(path):
+        return "image"
+    if is_nifti_file(path):
+        return "nifti"
+    if path.suffix.lower() == ".mat":
+        return "mat"
+    if looks_like_dicom(path):
+        return "dicom"
+    return None
+
+
+def _is_ignorable(path: Path) -> bool:
+    name = path.name.lower()
+    return name.startswith(".") or path.suffix.lower() in _IGNORED_SUFFIXES or name in _IGNORED_NAMES
+
+
+def _natural_key(path: Path):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(path))]
+
+
+def _walk(root: Path) -> list[Path]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        files.extend(Path(dirpath) / f for f in filenames)
+    return sorted(files, key=_natural_key)
+
+
+def _plan_folder(root: Path, kind: str | None) -> tuple[list[_Task], list[SkippedFile], str]:
+    files = _walk(root)
+    subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    has_splits = any(d.name.lower() in SPLIT_NAMES and any(c.is_dir() for c in d.iterdir()) for d in subdirs)
+    if kind == "split_class_folders" and not has_splits:
+        raise DatasetError(f"{root}: no split folders (Training/, Testing/, ...) containing class folders")
+    use_splits = kind == "split_class_folders" or (kind in (None, "dicom", "nifti", "figshare_mat") and has_splits)
+    use_classes = kind != "images"
+
+    tasks, skipped = [], []
+    formats = set()
+    for f in files:
+        fmt = _file_format(f)
+        rel = f.relative_to(root).parts
+        if fmt is None:
+            # Stray notes beside the data are fine; an unknown file inside a class folder is reported.
+            if len(rel) > 1 and not _is_ignorable(f):
+                skipped.append(SkippedFile(str(f), f"unsupported file type ({f.suffix or 'no suffix'})"))
+            continue
+        if kind in ("dicom", "nifti") and fmt != kind or kind == "figshare_mat" and fmt != "mat":
+            continue
+        split, label = None, None
+        folders = rel[:-1]
+        if use_splits:
+            if folders and folders[0].lower() in SPLIT_NAMES:
+                split, folders = folders[0], folders[1:]
+            elif fmt != "mat":
+                skipped.append(SkippedFile(str(f), "not inside a split folder (Training/, Testing/, ...)"))
+                continue
+        if use_classes and fmt != "mat":  # a .mat file carries its own label
+            if folders:
+                label = folders[0]
+            elif use_splits or (subdirs and _any_data_below(subdirs)):
+                skipped.append(SkippedFile(str(f), "not inside a class folder"))
+                continue
+        formats.add(fmt)
+        tasks.append(_Task(f, fmt, label, split))
+
+    if kind is not None:
+        detected = kind
+    elif formats == {"mat"}:
+        detected = "figshare_mat"
+    elif formats == {"dicom"}:
+        detected = "dicom"
+    elif formats == {"nifti"}:
+        detected = "nifti"
+    elif any(t.label for t in tasks):
+        detected = "split_class_folders" if use_splits else "class_folders"
+    else:
+        detected = "images"
+    return tasks, skipped, detected
+
+
+def _any_data_below(subdirs: list[Path]) -> bool:
+    for d in subdirs:
+        for f in d.rglob("*"):
+            if f.is_file() and _file_format(f) is not None:
+                return True
+    return False
+
+
+# -- reading ----------------------------------------------------------------------------------------
+def _read_task(task: _Task) -> tuple[list[Sample], SkippedFile | None]:
+    try:
+        if task.fmt == "mat":
+            d = read_cheng_mat(task.path)
+            meta = d["meta"]
+            if task.split:
+                meta["split"] = task.split
+            return [Sample(d["image"], d["label"], d["mask"], d["patient_id"], str(task.path), meta)], None
+        if task.fmt == "image":
+            slices = [read_image(task.path)]
+        elif task.fmt == "dicom":
+            slices = read_dicom(task.path)
+        else:
+            slices = read_nifti(task.path)
+    except UnreadableFile as exc:
+        return [], SkippedFile(str(task.path), str(exc))
+    out = []
+    for image, meta in slices:
+        patient = meta.pop("patient_id", None)
+        if task.split:
+            meta["split"] = task.split
+        out.append(Sample(image, task.label, None, patient, str(task.path), meta))
+    return out, None
+
+
+def _read_tasks(tasks: list[_Task], root: Path, workers: int, progress: bool):
+    samples, skipped = [], []
+    # Threads: PIL, cv2, zlib and h5py release the GIL while decoding, so reading overlaps well.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(_read_task, tasks)
+        bar = tqdm(
+            results, total=len(tasks), desc=f"reading {root.name}", unit="file",
+            disable=not progress, mininterval=0.5,
+        )
+        for got, skip in bar:
+            samples.extend(got)
+            if skip is not None:
+                skipped.append(skip)
+    return samples, skipped
+
+
+def _read_converted(root: Path, workers: int, progress: bool):
+    rows = read_converted_rows(root)
+
+    def one(row):
+        try:
+            d = read_converted_slice(root, row)
+        except UnreadableFile as exc:
+            return None, SkippedFile(str(root / "images" / f"{row.get('index')}.png"), str(exc))
+        return Sample(d["image"], d["label"], d["mask"], d["patient_id"], d["path"], d["meta"]), None
+
+    samples, skipped = [], []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        bar = tqdm(
+            pool.map(one, rows), total=len(rows), desc=f"reading {root.name}", unit="slice",
+            disable=not progress, mininterval=0.5,
+        )
+        for s, skip in bar:
+            if s is not None:
+                samples.append(s)
+            else:
+                skipped.append(skip)
+    return samples, skipped
