@@ -1,0 +1,176 @@
+"""Audit benchmarks on the real data; writes the `bench_audit.py` section of benchmarks/RESULTS.md.
+
+Parts (run one or several; each replaces only its own subsection):
+  regions  validate segment_regions on all 3,064 figshare slices (tumor inside the brain region,
+           background not swallowed by the head) and on Kaggle (background share, corners), speed.
+  speed    time full `tumorlens audit` runs with the default model (Kaggle Testing, figshare, --demo)
+           and record what the audit found.
+
+    .venv/bin/python benchmarks/bench_audit.py regions
+    .venv/bin/python benchmarks/bench_audit.py speed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+FIGSHARE = SHARED / "figshare-brain-tumor"
+KAGGLE = SHARED / "brain-tumor-mri"
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+SECTION = "bench_audit.py"
+
+
+# -- RESULTS.md: replace only our own section / subsection ----------------------------------------
+def write_subsection(name: str, body: str) -> None:
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    head = f"## {SECTION}"
+    sec_re = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    m = sec_re.search(text)
+    section = m.group(0) if m else f"{head}\n\n"
+    sub_re = re.compile(rf"^### {re.escape(name)}\n.*?(?=^### |\Z)", re.S | re.M)
+    new_sub = f"### {name}\n\n{body.strip()}\n\n"
+    section = sub_re.sub(lambda _: new_sub, section) if sub_re.search(section) else section.rstrip() + "\n\n" + new_sub
+    if not section.endswith("\n\n"):
+        section = section.rstrip() + "\n\n"
+    text = sec_re.sub(lambda _: section, text) if m else text.rstrip() + "\n\n" + section
+    RESULTS.write_text(text)
+
+
+# -- regions --------------------------------------------------------------------------------------
+def bench_regions() -> str:
+    import pandas as pd
+    from tqdm import tqdm
+
+    from tumorlens.audit.regions import RING_FRACTION, segment_regions
+    from tumorlens.data.preprocess import PreprocessRecipe
+
+    recipe = PreprocessRecipe()  # the audit segments the display image at model size
+    meta = pd.read_csv(FIGSHARE / "metadata.csv")
+    tumor_total = tumor_in_brain = tumor_in_head = 0
+    per_slice, bg_share, corners_bg, seg_ms = [], [], [], []
+    by_class: dict[str, list[int]] = {}
+    for idx, cls in tqdm(list(zip(meta["index"], meta["class_name"])), desc="figshare regions", unit="img"):
+        raw = cv2.imread(str(FIGSHARE / "images" / f"{idx}.png"), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+        mask = cv2.imread(str(FIGSHARE / "masks" / f"{idx}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        image01 = recipe.display(raw)
+        tumor = recipe.mask(mask, raw)
+        t0 = time.perf_counter()
+        reg = segment_regions(image01)
+        seg_ms.append((time.perf_counter() - t0) * 1000)
+        n, nb = int(tumor.sum()), int((tumor & reg.brain).sum())
+        tumor_total += n
+        tumor_in_brain += nb
+        tumor_in_head += int((tumor & reg.head).sum())
+        c = by_class.setdefault(cls, [0, 0])
+        c[0] += n
+        c[1] += nb
+        if n:
+            per_slice.append(nb / n)
+        bg_share.append(reg.background.mean())
+        corners_bg.append(reg.background[[0, 0, -1, -1], [0, -1, 0, -1]].mean())
+    per_slice = np.array(per_slice)
+
+    kag_bg, kag_corners, kag_empty = [], [], 0
+    kag_files = sorted((KAGGLE / "Testing").glob("*/*.jpg")) + sorted((KAGGLE / "Training").glob("*/*.jpg"))
+    for f in tqdm(kag_files, desc="kaggle regions", unit="img"):
+        raw = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+        reg = segment_regions(recipe.display(raw))
+        kag_empty += int(not reg.head.any())
+        kag_bg.append(reg.background.mean())
+        kag_corners.append(reg.background[[0, 0, -1, -1], [0, -1, 0, -1]].mean())
+
+    cls_lines = "\n".join(
+        f"| {cls} | {v[1] / v[0]:.4f} |" for cls, v in sorted(by_class.items())
+    )
+    return f"""Command: `.venv/bin/python benchmarks/bench_audit.py regions` ({time.strftime('%Y-%m-%d')}).
+segment_regions on the recipe's display image ({recipe.size} px), ring = {RING_FRACTION} x head radius.
+
+Figshare, all {len(meta)} slices, expert tumor masks brought to model geometry:
+
+| measure | value |
+|---|---|
+| tumor pixels inside the brain region (pooled, target >= 0.98) | **{tumor_in_brain / tumor_total:.4f}** |
+| tumor pixels inside the head | {tumor_in_head / tumor_total:.4f} |
+| slices with >= 95 % of their tumor inside the brain | {(per_slice >= 0.95).mean():.4f} |
+| worst slice: share of its tumor inside the brain | {per_slice.min():.3f} |
+| image area called background (median, 5th-95th pct) | {np.median(bg_share):.3f} ({np.percentile(bg_share, 5):.3f}-{np.percentile(bg_share, 95):.3f}) |
+| image corners called background | {np.mean(corners_bg):.4f} |
+| ms per slice (median) | {np.median(seg_ms):.2f} |
+
+| class | tumor pixels inside brain |
+|---|---|
+{cls_lines}
+
+Kaggle, all {len(kag_files)} slices (no masks): image area called background median
+{np.median(kag_bg):.3f} (5th-95th pct {np.percentile(kag_bg, 5):.3f}-{np.percentile(kag_bg, 95):.3f}),
+corners called background {np.mean(kag_corners):.4f}, slices with no head found {kag_empty}.
+"""
+
+
+# -- speed: full audit runs -----------------------------------------------------------------------
+def run_audit(args: list[str], out: Path) -> tuple[float, dict]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    cmd = [str(ROOT / ".venv" / "bin" / "tumorlens"), "audit", *args, "--out", str(out)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"audit failed ({' '.join(cmd)}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return elapsed, json.loads((out / "summary.json").read_text())
+
+
+def _finding_lines(summary: dict) -> str:
+    v = summary.get("verdict", {})
+    lines = [f"- {line}" for line in v.get("findings", [])]
+    return "\n".join(lines) if lines else "- (no findings recorded)"
+
+
+def bench_speed(out_root: Path, which: list[str]) -> str:
+    from tumorlens.assets import default_model_path
+
+    model = default_model_path()
+    runs = {
+        "demo": (["--demo"], 120),
+        "kaggle-testing": (["--model", str(model), "--data", str(KAGGLE / "Testing")], 300),
+        "figshare": (["--model", str(model), "--data", str(FIGSHARE)], 600),
+    }
+    blocks = [f"Default model: `{model.relative_to(ROOT) if model.is_relative_to(ROOT) else model}`. Machine: 2 shared CPU cores."]
+    table = ["| run | images | seconds | budget | within |", "|---|---|---|---|---|"]
+    for name in which:
+        args, budget = runs[name]
+        secs, summary = run_audit(args, out_root / name)
+        n = summary.get("n_images", "?")
+        table.append(f"| {name} | {n} | {secs:.0f} | {budget} | {'yes' if secs <= budget else 'NO'} |")
+        shown = " ".join(a if not a.startswith("/") else Path(a).name for a in args)
+        blocks.append(f"**{name}** (`tumorlens audit {shown} --out {out_root / name}`):\n\n{_finding_lines(summary)}")
+    return "\n".join(table) + "\n\n" + "\n\n".join(blocks)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("parts", nargs="+", choices=["regions", "speed"])
+    ap.add_argument("--runs", default="demo,kaggle-testing,figshare", help="speed: which audits to run")
+    ap.add_argument("--out", default="/tmp/tumorlens-bench-audit", help="speed: where audit reports go")
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    if "regions" in args.parts:
+        write_subsection("regions", bench_regions())
+    if "speed" in args.parts:
+        write_subsection("speed", bench_speed(Path(args.out), args.runs.split(",")))
+    print(f"wrote section {SECTION} of {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
