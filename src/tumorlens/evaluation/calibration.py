@@ -47,5 +47,5 @@ def fit_temperature(logits: np.ndarray, truth: np.ndarray, max_iter: int = 200) 
         return loss
 
     opt.step(closure)
-    t = float(log_t.exp())
+    t = float(log_t.detach().exp())
     return t if np.isfinite(t) and 0.05 < t < 20 else 1.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 from torch import nn
@@ -58,11 +60,15 @@ class Classifier(L.LightningModule):
             raise ValueError(f"unknown optimizer {self.optimizer_name!r}; choose adamw or adam")
         opt = opt_cls(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=self.lr, total_steps=total, pct_start=min(0.3, self._warmup_fraction(total)), anneal_strategy="cos"
-        )
+        epochs = max(self.trainer.max_epochs or 1, 1)
+        warmup = max(1, int(total * min(0.3, self.warmup_epochs / epochs)))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup_cosine(step, warmup, total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    def _warmup_fraction(self, total_steps: int) -> float:
-        epochs = max(self.trainer.max_epochs or 1, 1)
-        return max(self.warmup_epochs / epochs, 1.0 / total_steps)
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up, then cosine decay to 1 % of the peak learning rate."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))

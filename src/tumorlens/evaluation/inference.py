@@ -1,0 +1,39 @@
+"""Batched prediction over a SampleSet with a progress bar."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from tumorlens.data.sample import SampleSet
+from tumorlens.models.checkpoint import TumorModel
+
+
+def predict_logits(model: TumorModel, samples: SampleSet, batch_size: int = 64, desc: str = "predicting") -> np.ndarray:
+    """Uncalibrated logits (N, C); preprocessing happens batch by batch so memory stays flat."""
+    chunks = []
+    with tqdm(total=len(samples), desc=desc, unit="img", leave=False) as bar:
+        for start in range(0, len(samples), batch_size):
+            batch = samples.samples[start : start + batch_size]
+            x = model.prepare([s.image for s in batch])
+            chunks.append(model.logits(x, batch_size).numpy())
+            bar.update(len(batch))
+    return np.concatenate(chunks) if chunks else np.empty((0, model.num_classes), dtype=np.float32)
+
+
+def calibrated(model: TumorModel, logits: np.ndarray, temperature: float | None = None) -> np.ndarray:
+    """Softmax of logits / T, with the model's fitted temperature unless one is given."""
+    t = model.temperature if temperature is None else temperature
+    return torch.softmax(torch.from_numpy(logits) / t, dim=1).numpy()
+
+
+def truth_indices(model: TumorModel, samples: SampleSet) -> np.ndarray:
+    """Labels as the model's class indices; a class the model does not know is a clear error."""
+    index = {c: i for i, c in enumerate(model.classes)}
+    unknown = sorted({s.label for s in samples.samples if s.label not in index})
+    if unknown:
+        raise ValueError(
+            f"dataset classes {unknown} are not classes of this model ({model.classes}); use --class-map to rename them"
+        )
+    return np.array([index[s.label] for s in samples.samples], dtype=np.int64)
