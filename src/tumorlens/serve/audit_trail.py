@@ -1,0 +1,89 @@
+"""The audit trail: one row per prediction (request id, time, model version, image SHA-256,
+result), never the pixels. SQLAlchemy, so any database URL works; SQLite by default."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, DateTime, Float, Integer, String, create_engine, select
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+
+class AuditTrailError(RuntimeError):
+    """The audit database cannot be opened or written."""
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class PredictionRecord(_Base):
+    __tablename__ = "tumorlens_predictions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    endpoint: Mapped[str] = mapped_column(String(16))
+    model_version: Mapped[str] = mapped_column(String(80))
+    image_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    input_format: Mapped[str] = mapped_column(String(8))
+    slice_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(24))
+    predicted_class: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    probabilities: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    findings: Mapped[list | None] = mapped_column(JSON, nullable=True)  # warning codes only
+    method: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    api_key_id: Mapped[str | None] = mapped_column(String(12), nullable=True)
+
+    COLUMNS = ("request_id", "created_at", "endpoint", "model_version", "image_sha256", "input_format",
+               "slice_index", "status", "predicted_class", "confidence", "probabilities", "findings", "method",
+               "api_key_id")
+
+    def to_dict(self) -> dict:
+        d = {c: getattr(self, c) for c in self.COLUMNS}
+        created = self.created_at
+        if created.tzinfo is None:  # SQLite drops the zone; rows are always written in UTC
+            created = created.replace(tzinfo=dt.timezone.utc)
+        d["created_at"] = created.isoformat()
+        return d
+
+
+class AuditTrail:
+    def __init__(self, url: str):
+        try:
+            kwargs = {"connect_args": {"check_same_thread": False}} if url.startswith("sqlite") else {}
+            self.engine = create_engine(url, **kwargs)
+            _Base.metadata.create_all(self.engine)
+        except (ArgumentError, SQLAlchemyError, ImportError, ValueError) as exc:
+            raise AuditTrailError(f"cannot open the audit database {_safe(url)}: {str(exc).splitlines()[0]}") from None
+        self.url = _safe(url)
+
+    def record(self, rows: list[dict]) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        try:
+            with Session(self.engine) as session, session.begin():
+                session.add_all(PredictionRecord(created_at=now, **row) for row in rows)
+        except SQLAlchemyError as exc:
+            raise AuditTrailError(f"cannot write the audit trail: {str(exc).splitlines()[0]}") from None
+
+    def records(self, request_id: str | None = None, limit: int = 100) -> list[dict]:
+        query = select(PredictionRecord).order_by(PredictionRecord.id.desc()).limit(limit)
+        if request_id is not None:
+            query = query.where(PredictionRecord.request_id == request_id)
+        with Session(self.engine) as session:
+            return [r.to_dict() for r in session.scalars(query)]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL: say so without echoing it
+        return "(unparsable URL)"

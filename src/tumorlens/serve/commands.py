@@ -1,0 +1,57 @@
+"""`tumorlens serve`: the web service and its page."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+
+import typer
+
+from tumorlens.serve.settings import ServeSettings
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        model: Path = typer.Option(None, "--model", help="checkpoint to serve (default: the bundled model)"),
+        host: str = typer.Option("127.0.0.1", help="address to listen on"),
+        port: int = typer.Option(8000, min=1, max=65535, help="port to listen on"),
+        no_auth: bool = typer.Option(False, "--no-auth", help="no API keys (local demo only)"),
+        api_keys_file: Path = typer.Option(None, "--api-keys-file",
+                                           help="file with one API key per line (besides TUMORLENS_API_KEYS)"),
+        db: str = typer.Option("sqlite:///tumorlens-audit.sqlite", "--db",
+                               help="audit-trail database URL (SQLAlchemy)"),
+        max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="largest accepted upload"),
+        threads: int = typer.Option(None, "--threads", min=1, help="torch threads for inference (default: torch's)"),
+    ) -> None:
+        """Serve predictions and explanations over HTTP, with a web page at /. Research tool, not a diagnosis."""
+        import uvicorn
+
+        from tumorlens.models.checkpoint import CheckpointError
+        from tumorlens.serve.app import create_app
+        from tumorlens.serve.audit_trail import AuditTrailError
+        from tumorlens.serve.auth import AuthConfigError
+
+        settings = ServeSettings(model_path=model, auth=not no_auth, api_keys_file=api_keys_file, db_url=db,
+                                 max_upload_mb=max_upload_mb, inference_threads=threads)
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            web = create_app(settings)
+        except (CheckpointError, AuthConfigError, AuditTrailError, FileNotFoundError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2)
+        if no_auth and not _is_loopback(host):
+            typer.echo(f"warning: serving without API keys on {host}, reachable from other machines", err=True)
+        typer.echo(f"tumorlens serving {web.state.predictor.model.version} on http://{host}:{port}/ "
+                   f"(docs at /docs; {'no auth' if no_auth else 'X-API-Key required'})")
+        uvicorn.run(web, host=host, port=port, log_level="info", access_log=False)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

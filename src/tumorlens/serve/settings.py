@@ -1,0 +1,42 @@
+"""Everything the service can be told, in one frozen object handed to `create_app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# Explainers fast enough to answer a web request on a CPU; LIME, KernelSHAP and occlusion need
+# hundreds of forward passes per image and would let one request occupy the model for seconds.
+FAST_METHODS = ("gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "scorecam", "saliency", "ig",
+                "gradshap", "random")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    model_path: Path | None = None  # None: the model that ships with the package
+    auth: bool = True
+    api_keys: tuple[str, ...] | None = None  # None: read TUMORLENS_API_KEYS and api_keys_file
+    api_keys_file: Path | None = None
+    db_url: str = "sqlite:///tumorlens-audit.sqlite"
+    max_upload_mb: float = 20.0
+    max_pixels: int = 4096 * 4096  # per 2-D image, checked from the header before decoding
+    max_side: int = 8192
+    max_slices: int = 512  # NIfTI slices / DICOM frames per upload
+    max_voxels: int = 64 * 1024 * 1024  # a decoded volume as float32 is 4 bytes per voxel
+    explain_methods: tuple[str, ...] = FAST_METHODS
+    low_confidence: float = 0.5  # below this top probability the answer is flagged "uncertain"
+    inference_threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    samples_dir: Path | None = None  # None: the package's bundled samples
+    model_card_path: Path | None = None  # None: MODEL_CARD.md beside the checkpoint, else the bundled card
+
+    def __post_init__(self) -> None:
+        if self.max_upload_mb <= 0:
+            raise ValueError(f"max_upload_mb must be positive, got {self.max_upload_mb}")
+        if not 0 < self.low_confidence < 1:
+            raise ValueError(f"low_confidence must lie in (0, 1), got {self.low_confidence}")
+        if not self.explain_methods:
+            raise ValueError("explain_methods must name at least one method")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
