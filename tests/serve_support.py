@@ -31,7 +31,7 @@ def make_checkpoint(path: Path, confident_class: int | None = None, size: int = 
     net = build_model("simple_cnn", len(CLASSES))
     if confident_class is not None:
         with torch.no_grad():
-            net.classifier.weight.zero_()
+            net.classifier.weight.mul_(0.05)  # small but non-zero: heatmaps still have gradients
             net.classifier.bias.fill_(0.0)
             net.classifier.bias[confident_class] = 6.0
     return save_checkpoint(path, net, "simple_cnn", CLASSES, PreprocessRecipe(size=size),
