@@ -75,6 +75,6 @@ def test_table_and_summary_for_a_model_that_reads_the_tumor():
     assert np.isnan(df.loc[2, "delta_drop"]) and df.loc[2, "pred_removed"] == -1
     s = cf.summarise_counterfactuals(df, truth, m.classes, correct=np.array([True, True, True]))
     assert s["all"]["n"] == 2
-    assert s["by_class"]["tumor"]["share_leaving_true_class_when_removed"] == 1.0
+    assert s["by_class"]["tumor"]["share_prediction_changes_when_removed"] == 1.0
     assert s["misclassified"] == {"n": 0}
     assert "notumor" not in s["by_class"]

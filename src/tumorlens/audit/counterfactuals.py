@@ -85,7 +85,7 @@ def counterfactual_table(
     nan = np.full(n, np.nan)
     p_true = p_original[np.arange(n), truth]
     cols = {"p_true_original": p_true, "p_true_removed": nan.copy(), "p_true_tumor_only": nan.copy(),
-            "pred_removed": np.full(n, -1), "pred_tumor_only": np.full(n, -1)}
+            "pred_original": p_original.argmax(1), "pred_removed": np.full(n, -1), "pred_tumor_only": np.full(n, -1)}
     if len(idx):
         cols["p_true_removed"][idx] = p_rem[np.arange(len(idx)), truth[idx]]
         cols["p_true_tumor_only"][idx] = p_only[np.arange(len(idx)), truth[idx]]
@@ -99,11 +99,11 @@ def counterfactual_table(
 
 
 def summarise_counterfactuals(df: pd.DataFrame, truth: np.ndarray, classes: list[str], correct: np.ndarray) -> dict:
-    """Mean Delta-Drop / Delta-Focus (and how often the prediction leaves the true class after
-    removal) per class and for correct vs misclassified cases; only images with a tumor count."""
+    """Mean Delta-Drop / Delta-Focus (and how often the prediction changes when the tumor is
+    removed) per class and for correct vs misclassified cases; only images with a tumor count."""
     truth = np.asarray(truth)
     d = df.assign(cls=[classes[t] for t in truth], correct=np.asarray(correct, bool),
-                  left_true_class=(df["pred_removed"].to_numpy() != truth))
+                  changed=(df["pred_removed"].to_numpy() != df["pred_original"].to_numpy()))
     d = d[d["delta_drop"].notna()]
 
     def stats(part: pd.DataFrame) -> dict:
@@ -116,7 +116,7 @@ def summarise_counterfactuals(df: pd.DataFrame, truth: np.ndarray, classes: list
             "delta_focus_mean": float(part["delta_focus"].mean()),
             "delta_focus_median": float(part["delta_focus"].median()),
             "p_true_original_mean": float(part["p_true_original"].mean()),
-            "share_leaving_true_class_when_removed": float(part["left_true_class"].mean()),
+            "share_prediction_changes_when_removed": float(part["changed"].mean()),
         }
 
     return {

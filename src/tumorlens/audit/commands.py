@@ -1,0 +1,91 @@
+"""`tumorlens audit`: the clinical reliability audit of one model on one dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def audit(
+        model: Optional[Path] = typer.Option(None, "--model", help="checkpoint file (model.pt)"),
+        data: Optional[Path] = typer.Option(None, "--data", help="dataset folder (give the root with Training/ and "
+                                            "Testing/ so leakage can be checked)"),
+        out: Path = typer.Option(Path("runs/audit"), "--out", help="output folder: report.html, summary.json, "
+                                 "gradcam_analysis.csv, figures/"),
+        demo: bool = typer.Option(False, "--demo", help="the bundled model on the bundled sample slices"),
+        methods: str = typer.Option(",".join(_default_methods()), "--methods",
+                                    help="explainers to compare (Grad-CAM is always the per-image method)"),
+        limit: Optional[int] = typer.Option(None, "--limit", help="audit a seeded, class-mixed subset of N images"),
+        batch_size: int = typer.Option(32, "--batch-size"),
+        compare_n: int = typer.Option(32, "--compare-n", help="images for the explainer comparison and curves"),
+        sanity_n: int = typer.Option(6, "--sanity-n", help="images for the model-randomisation check"),
+        data_checks: bool = typer.Option(True, "--data-checks/--no-data-checks", help="near twins and confounders"),
+        class_map: Optional[str] = typer.Option(None, "--class-map", help="rename dataset classes: old=new,..."),
+        seed: int = typer.Option(0, "--seed"),
+    ) -> None:
+        """Is the accuracy real, and does the model decide from the tumor? Writes report.html (+ CSV, JSON)."""
+        from tumorlens.cli_errors import exit_on_user_error
+
+        with exit_on_user_error():
+            summary = _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n, data_checks,
+                           class_map, seed)
+        _print_verdict(summary, out)
+
+
+def _default_methods():
+    from tumorlens.audit.runner import DEFAULT_METHODS
+
+    return DEFAULT_METHODS
+
+
+def _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n, data_checks, class_map, seed):
+    from tumorlens.audit.runner import AuditConfig, AuditError, run_audit
+    from tumorlens.data.sources import open_dataset
+    from tumorlens.models.checkpoint import load_model
+
+    if demo:
+        from tumorlens.assets import default_model_path
+
+        model = model or default_model_path()
+        samples = demo_samples() if data is None else open_dataset(data, class_map=class_map)
+    else:
+        if model is None or data is None:
+            raise AuditError("give --model CKPT and --data DATASET, or --demo for the bundled model and samples")
+        samples = open_dataset(data, class_map=class_map)
+    tm = load_model(model)
+    cfg = AuditConfig(methods=tuple(methods.split(",")), limit=limit, batch_size=batch_size, compare_n=compare_n,
+                      sanity_n=sanity_n, data_checks=data_checks, seed=seed)
+    for s in samples.skipped[:5]:
+        typer.secho(f"skipped {s.path}: {s.reason}", fg=typer.colors.YELLOW, err=True)
+    if len(samples.skipped) > 5:
+        typer.secho(f"... and {len(samples.skipped) - 5} more unreadable files", fg=typer.colors.YELLOW, err=True)
+    return run_audit(tm, samples, out, cfg, model_path=str(model))
+
+
+def demo_samples():
+    """The bundled Kaggle slices (4 classes) and figshare slices (with tumor masks), as one set."""
+    from tumorlens.assets import sample_dir
+    from tumorlens.data.sample import SampleSet
+    from tumorlens.data.sources import open_dataset
+
+    parts = [open_dataset(sample_dir(kind), progress=False) for kind in ("kaggle", "figshare")]
+    samples = [s for p in parts for s in p.samples]
+    classes = sorted({c for p in parts for c in p.classes})
+    return SampleSet(samples, classes, root=str(sample_dir("kaggle").parent), kind="bundled samples",
+                     skipped=[k for p in parts for k in p.skipped])
+
+
+def _print_verdict(summary: dict, out: Path) -> None:
+    from rich.console import Console
+
+    colour = {"pass": "green", "warn": "yellow", "fail": "red", "n/a": "dim"}
+    con = Console()
+    v = summary["verdict"]
+    con.print(f"[bold {colour[v['status']]}]{v['status'].upper()}[/]: {v['headline']}")
+    for c in v["checks"]:
+        con.print(f"  [{colour[c['status']]}]{c['status']:>4}[/] {c['name']}: {c['detail']}", highlight=False)
+    con.print(f"report: {out / 'report.html'}  (also summary.json, gradcam_analysis.csv)")
