@@ -277,28 +277,35 @@ def test_event_loop_answers_while_the_model_works(app, monkeypatch):
     assert not done_before and health_s < 0.5
 
 
-def test_model_is_used_by_one_request_at_a_time(app, monkeypatch):
-    active, peak = [0], [0]
+def test_each_network_serves_one_request_at_a_time(app, monkeypatch):
+    predictor = app.state.predictor
+    assert len(predictor.replicas) == 2 and predictor.replicas[0].net is not predictor.replicas[1].net
     lock = threading.Lock()
-    real = app.state.predictor.model.probabilities
+    active = {id(r): 0 for r in predictor.replicas}
+    peak = {"each": 0, "all": 0}
 
-    def counting(x, *a, **k):
-        with lock:
-            active[0] += 1
-            peak[0] = max(peak[0], active[0])
-        time.sleep(0.05)
-        try:
-            return real(x, *a, **k)
-        finally:
+    def counting(replica, real):
+        def probabilities(x, *a, **k):
             with lock:
-                active[0] -= 1
-    monkeypatch.setattr(app.state.predictor.model, "probabilities", counting)
+                active[id(replica)] += 1
+                peak["each"] = max(peak["each"], active[id(replica)])
+                peak["all"] = max(peak["all"], sum(active.values()))
+            time.sleep(0.05)
+            try:
+                return real(x, *a, **k)
+            finally:
+                with lock:
+                    active[id(replica)] -= 1
+        return probabilities
+
+    for replica in predictor.replicas:
+        monkeypatch.setattr(replica, "probabilities", counting(replica, replica.probabilities))
 
     async def scenario():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=KEY) as c:
-            calls = [c.post("/v1/predict", files={"file": ("x.png", png(head_slice(seed=k)))}) for k in range(6)]
+            calls = [c.post("/v1/predict", files={"file": ("x.png", png(head_slice(seed=k)))}) for k in range(8)]
             return [r.status_code for r in await asyncio.gather(*calls)]
 
-    assert asyncio.run(scenario()) == [200] * 6
-    assert peak[0] == 1
+    assert asyncio.run(scenario()) == [200] * 8
+    assert peak["each"] == 1 and peak["all"] == 2

@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
         db: str = typer.Option("sqlite:///tumorlens-audit.sqlite", "--db",
                                help="audit-trail database URL (SQLAlchemy)"),
         max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="largest accepted upload"),
-        threads: int = typer.Option(None, "--threads", min=1, help="torch threads for inference (default: torch's)"),
+        workers: int = typer.Option(2, "--workers", min=1, help="requests the model serves at once"),
+        threads: int = typer.Option(1, "--threads", min=1, help="torch threads for inference (per process)"),
     ) -> None:
         """Serve predictions and explanations over HTTP, with a web page at /. Research tool, not a diagnosis."""
         import uvicorn
@@ -34,7 +35,8 @@ def register(app: typer.Typer) -> None:
         from tumorlens.serve.auth import AuthConfigError
 
         settings = ServeSettings(model_path=model, auth=not no_auth, api_keys_file=api_keys_file, db_url=db,
-                                 max_upload_mb=max_upload_mb, inference_threads=threads)
+                                 max_upload_mb=max_upload_mb, inference_threads=threads,
+                                 workers=workers)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
             web = create_app(settings)

@@ -25,7 +25,10 @@ class ServeSettings:
     max_voxels: int = 64 * 1024 * 1024  # a decoded volume as float32 is 4 bytes per voxel
     explain_methods: tuple[str, ...] = FAST_METHODS
     low_confidence: float = 0.5  # below this top probability the answer is flagged "uncertain"
-    inference_threads: int | None = None  # torch intra-op threads; None leaves torch's default
+    workers: int = 2  # requests the model serves at once (each on its own network replica)
+    # torch intra-op threads, process-wide: `tumorlens serve` sets 1 (it owns its process); None leaves
+    # torch's setting alone, for an app embedded in a process that has its own.
+    inference_threads: int | None = None
     samples_dir: Path | None = None  # None: the package's bundled samples
     model_card_path: Path | None = None  # None: MODEL_CARD.md beside the checkpoint, else the bundled card
 
@@ -34,6 +37,8 @@ class ServeSettings:
             raise ValueError(f"max_upload_mb must be positive, got {self.max_upload_mb}")
         if not 0 < self.low_confidence < 1:
             raise ValueError(f"low_confidence must lie in (0, 1), got {self.low_confidence}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
         if not self.explain_methods:
             raise ValueError("explain_methods must name at least one method")
 

@@ -1,0 +1,264 @@
+"""Load and honesty figures for `tumorlens serve`, on the real data in ../shared/data.
+
+    .venv/bin/python benchmarks/bench_service.py [--model CKPT] [--predict 2000] [--explain 400]
+        [--clients 4] [--skip-load] [--skip-checks]
+
+load: a real uvicorn (`tumorlens serve`) on 127.0.0.1 with the default model, a fixed number of
+  requests from 4 concurrent clients (threads, one httpx connection each) uploading Kaggle Testing
+  and figshare slices: errors, p50/p95 latency of /v1/predict and /v1/explain (Grad-CAM),
+  throughput, /health latency during the load (is the event loop free?), server RSS before and
+  after the 2,000 predictions.
+checks: how often the input check wrongly flags a real MRI slice (all Kaggle and figshare slices),
+  and how much of the expert tumor masks the tumor-candidate rule covers (all figshare slices).
+Writes its own section of benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+KAGGLE = SHARED / "brain-tumor-mri"
+FIGSHARE = SHARED / "figshare-brain-tumor"
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+SECTION = "## bench_service.py"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def pct(values, q) -> float:
+    return float(np.percentile(np.asarray(values) * 1000, q))
+
+
+class Server:
+    def __init__(self, model: Path | None, tmp: Path, threads: int | None):
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "tumorlens.cli", "serve", "--port", str(self.port), "--no-auth",
+               "--db", f"sqlite:///{tmp / 'audit.sqlite'}"]
+        if model:
+            cmd += ["--model", str(model)]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        self.log = open(tmp / "server.log", "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        for _ in range(600):
+            if self.proc.poll() is not None:
+                raise SystemExit(f"server exited: {(tmp / 'server.log').read_text()[-2000:]}")
+            try:
+                self.health = httpx.get(self.url + "/health", timeout=1).json()
+                return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise SystemExit("server did not start")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+        self.log.close()
+
+
+def run_load(url: str, path: str, payloads: list[tuple[str, bytes]], n: int, clients: int, desc: str):
+    """n requests from `clients` threads; returns (latencies, errors, wall seconds, health latencies)."""
+    lat: list[float] = []
+    errors: list[str] = []
+    counter = iter(range(n))
+    lock = threading.Lock()
+    bar = tqdm(total=n, desc=desc, unit="req")
+    stop = threading.Event()
+    health: list[float] = []
+
+    def worker():
+        with httpx.Client(base_url=url, timeout=60) as c:
+            while True:
+                with lock:
+                    i = next(counter, None)
+                if i is None:
+                    return
+                name, data = payloads[i % len(payloads)]
+                t0 = time.perf_counter()
+                try:
+                    r = c.post(path, files={"file": (name, data)})
+                    ok = r.status_code == 200
+                    if not ok:
+                        errors.append(f"{r.status_code} {r.text[:120]}")
+                except httpx.HTTPError as exc:
+                    errors.append(repr(exc))
+                    ok = False
+                dt = time.perf_counter() - t0
+                with lock:
+                    if ok:
+                        lat.append(dt)
+                    bar.update(1)
+
+    def prober():  # the event loop must keep answering while the model is busy
+        with httpx.Client(base_url=url, timeout=10) as c:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                c.get("/health")
+                health.append(time.perf_counter() - t0)
+                stop.wait(0.1)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    probe = threading.Thread(target=prober)
+    t0 = time.perf_counter()
+    probe.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    stop.set()
+    probe.join()
+    bar.close()
+    return lat, errors, wall, health
+
+
+def load_payloads(k: int, seed: int = 0) -> list[tuple[str, bytes]]:
+    rng = random.Random(seed)
+    kag = sorted((KAGGLE / "Testing").glob("*/*.jpg"))
+    fig = sorted((FIGSHARE / "images").glob("*.png"))
+    files = rng.sample(kag, k // 2) + rng.sample(fig, k - k // 2)
+    return [(f.name, f.read_bytes()) for f in files]
+
+
+def bench_load(args) -> list[str]:
+    payloads = load_payloads(200)
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = Server(args.model, Path(tmp), args.threads)
+        try:
+            model = srv.health["model"]
+            run_load(srv.url, "/v1/predict", payloads, 50, args.clients, "warm-up")
+            run_load(srv.url, "/v1/explain?method=gradcam", payloads, 20, args.clients, "warm-up explain")
+            rss0 = rss_mb(srv.proc.pid)
+            p_lat, p_err, p_wall, p_health = run_load(srv.url, "/v1/predict", payloads, args.predict, args.clients, "predict")
+            rss1 = rss_mb(srv.proc.pid)
+            e_lat, e_err, e_wall, e_health = run_load(srv.url, "/v1/explain?method=gradcam", payloads, args.explain,
+                                                      args.clients, "explain")
+            rss2 = rss_mb(srv.proc.pid)
+        finally:
+            srv.stop()
+    lines = [
+        f"Model: {model['name']} `{model['version']}`; {args.clients} concurrent clients (threads) on the same 2-core "
+        f"machine as the server; uploads cycle through 100 Kaggle Testing JPEGs and 100 figshare PNGs.",
+        "",
+        "| endpoint | requests | errors | p50 ms | p95 ms | target p95 | throughput req/s | /health p95 ms during load |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| /v1/predict | {args.predict} | {len(p_err)} | {pct(p_lat, 50):.0f} | {pct(p_lat, 95):.0f} | < 100 | "
+        f"{args.predict / p_wall:.1f} | {pct(p_health, 95):.0f} |",
+        f"| /v1/explain (Grad-CAM) | {args.explain} | {len(e_err)} | {pct(e_lat, 50):.0f} | {pct(e_lat, 95):.0f} | < 300 | "
+        f"{args.explain / e_wall:.1f} | {pct(e_health, 95):.0f} |",
+        "",
+        f"Server RSS: {rss0:.0f} MB after warm-up, {rss1:.0f} MB after the {args.predict} predictions "
+        f"({rss1 - rss0:+.0f} MB), {rss2:.0f} MB after the {args.explain} explanations ({rss2 - rss1:+.0f} MB).",
+    ]
+    if p_err or e_err:
+        lines.append(f"First errors: {(p_err + e_err)[:3]}")
+    return lines
+
+
+def bench_checks() -> list[str]:
+    from PIL import Image
+
+    from tumorlens.audit.regions import segment_regions
+    from tumorlens.data.preprocess import PreprocessRecipe
+    from tumorlens.serve.attention import tumor_candidates
+    from tumorlens.serve.decode import decode_upload
+    from tumorlens.serve.ood import check_input
+    from tumorlens.serve.settings import ServeSettings
+
+    settings = ServeSettings()
+    flagged: dict[str, list[str]] = {"kaggle": [], "figshare": []}
+    counts = {}
+    for name, files in (("kaggle", sorted(KAGGLE.glob("*/*/*.jpg"))), ("figshare", sorted((FIGSHARE / "images").glob("*.png")))):
+        counts[name] = len(files)
+        for f in tqdm(files, desc=f"input check {name}", unit="img"):
+            decoded = decode_upload(f.read_bytes(), settings)
+            check = check_input(decoded.images[0], decoded.colour_fraction, decoded.meta)
+            if not check.ok:
+                flagged[name].append(f"{f.relative_to(SHARED)} ({', '.join(x.code for x in check.findings)})")
+    recipe = PreprocessRecipe(size=160)
+    recall, precision, found = [], [], 0
+    figs = sorted((FIGSHARE / "images").glob("*.png"))
+    for f in tqdm(figs, desc="tumor candidates", unit="img"):
+        img = np.asarray(Image.open(f), dtype=np.float32)
+        mask = np.asarray(Image.open(FIGSHARE / "masks" / f.name)) > 0
+        d, m = recipe.display(img), recipe.mask(mask, img)
+        cand = tumor_candidates(d, segment_regions(d).brain)
+        recall.append((cand & m).sum() / max(m.sum(), 1))
+        if cand.any():
+            found += 1
+            precision.append((cand & m).sum() / cand.sum())
+    n_flag = sum(len(v) for v in flagged.values())
+    lines = [
+        "Input check on real MRI (should flag none): "
+        f"{len(flagged['kaggle'])} of {counts['kaggle']} Kaggle and {len(flagged['figshare'])} of {counts['figshare']} "
+        f"figshare slices flagged ({100 * n_flag / sum(counts.values()):.2f} %)"
+        + (": " + "; ".join(flagged["kaggle"] + flagged["figshare"]) if 0 < n_flag <= 10 else "."),
+        "",
+        f"Tumor-candidate rule vs the expert masks, all {len(figs)} figshare slices at 160 px: candidates found on "
+        f"{100 * found / len(figs):.1f} % of slices; share of tumor pixels covered: median {np.median(recall):.2f}, "
+        f"mean {np.mean(recall):.2f}; share of candidate pixels inside the tumor: median {np.median(precision):.2f}, "
+        f"mean {np.mean(precision):.2f}. A weak localiser, which is why the page and the API call them candidates.",
+    ]
+    return lines
+
+
+def write_section(lines: list[str], command: str) -> None:
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    body = f"{SECTION}\n\nCommand: `{command}` ({time.strftime('%Y-%m-%d')}).\n\n" + "\n".join(lines) + "\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: body + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + body
+    RESULTS.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, default=None, help="checkpoint (default: the bundled default model)")
+    ap.add_argument("--predict", type=int, default=2000)
+    ap.add_argument("--explain", type=int, default=400)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=None, help="server torch threads")
+    ap.add_argument("--skip-load", action="store_true")
+    ap.add_argument("--skip-checks", action="store_true")
+    ap.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
+    args = ap.parse_args()
+    if not KAGGLE.is_dir() or not FIGSHARE.is_dir():
+        raise SystemExit(f"needs the real data in {SHARED}")
+    lines: list[str] = []
+    if not args.skip_load:
+        lines += ["### load", ""] + bench_load(args) + [""]
+    if not args.skip_checks:
+        lines += ["### input check and tumor candidates", ""] + bench_checks()
+    print("\n".join(lines))
+    if not args.no_write:
+        write_section(lines, "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
