@@ -179,8 +179,11 @@ def test_check_command_bad_input_is_one_line_exit_2(tmp_path):
 
 
 @pytest.mark.shared_data
-def test_finds_the_leakage_the_kaggle_readme_describes(kaggle_root):
-    report = check_dataset(open_dataset(kaggle_root, progress=False), progress=False)
+def test_reads_the_kaggle_set_and_finds_the_leakage_its_readme_describes(kaggle_root):
+    ds = open_dataset(kaggle_root, progress=False)
+    assert ds.kind == "split_class_folders" and len(ds) == 7019 and not ds.skipped
+    assert len(ds.by_split("Testing")) == 1311
+    report = check_dataset(ds, progress=False)
     share = len(report.near_twins_testing) / 1311
     assert 0.3 < report.twin_share_by_threshold[0] < 0.37  # "about a third" match exactly
     assert share >= report.twin_share_by_threshold[0]

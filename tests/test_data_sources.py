@@ -170,12 +170,3 @@ def test_figshare_converted_folder(tmp_path):
     assert first.mask.sum() == 8 * 10 and first.mask[9, 10] and not first.mask[0, 0]
     assert [Path(s.path).name for s in ds.skipped] == ["99.png"]
     assert "missing" in ds.skipped[0].reason or "no such file" in ds.skipped[0].reason
-
-
-@pytest.mark.shared_data
-def test_reads_the_shared_kaggle_set(kaggle_root):
-    ds = open_dataset(kaggle_root, progress=False)
-    assert len(ds) == 7019 and not ds.skipped
-    assert len(ds.by_split("Testing")) == 1311
-    # The README's confounder: some classes are stored as RGB, some as grayscale.
-    assert {s.meta["channels"] for s in ds.samples} == {1, 3}

@@ -92,7 +92,8 @@ def open_dataset(
     class_map renames classes (several old names may map to one new name); naming a class the
     dataset does not have is an error, so a typo cannot pass silently.
     """
-    root = Path(path).expanduser()
+    # Absolute (not resolved) paths: sample paths then match across runs from different folders.
+    root = Path(path).expanduser().absolute()
     if not root.exists():
         raise DatasetError(f"{root}: no such file or folder; {EXPECTED_LAYOUTS}")
     if kind is not None and kind not in KINDS:
@@ -167,7 +168,7 @@ def _walk(root: Path) -> list[Path]:
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        files.extend(Path(dirpath) / f for f in filenames)
+        files.extend(Path(dirpath) / f for f in filenames if not f.startswith("."))  # ._x.jpg: macOS metadata
     return sorted(files, key=_natural_key)
 
 
@@ -182,6 +183,7 @@ def _plan_folder(root: Path, kind: str | None) -> tuple[list[_Task], list[Skippe
 
     tasks, skipped = [], []
     formats = set()
+    data_in_subdirs = None  # computed on first need: are there data files below the subfolders?
     for f in files:
         fmt = _file_format(f)
         rel = f.relative_to(root).parts
@@ -203,9 +205,12 @@ def _plan_folder(root: Path, kind: str | None) -> tuple[list[_Task], list[Skippe
         if use_classes and fmt != "mat":  # a .mat file carries its own label
             if folders:
                 label = folders[0]
-            elif use_splits or (subdirs and _any_data_below(subdirs)):
-                skipped.append(SkippedFile(str(f), "not inside a class folder"))
-                continue
+            else:
+                if data_in_subdirs is None:
+                    data_in_subdirs = bool(subdirs) and _any_data_below(subdirs)
+                if use_splits or data_in_subdirs:
+                    skipped.append(SkippedFile(str(f), "not inside a class folder"))
+                    continue
         formats.add(fmt)
         tasks.append(_Task(f, fmt, label, split))
 
