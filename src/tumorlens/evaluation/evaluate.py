@@ -20,10 +20,10 @@ def leakage_free_mask(samples: SampleSet, evaluated: SampleSet) -> np.ndarray | 
     """True for evaluated samples with no near twin in Training; None when there is no Training split."""
     if not any(s.split == "Training" for s in samples.samples) or not any(s.split != "Training" for s in evaluated.samples):
         return None
-    from tumorlens.data.checks import check_dataset
+    from tumorlens.data.checks import check_dataset, sample_key
 
     twins = check_dataset(samples).near_twins_testing
-    return np.array([s.path not in twins for s in evaluated.samples])
+    return np.array([sample_key(s) not in twins for s in evaluated.samples])
 
 
 def evaluate(model: TumorModel, samples: SampleSet, out: Path, split: str | None = "auto", batch_size: int = 64) -> dict:

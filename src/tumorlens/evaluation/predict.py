@@ -5,13 +5,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from tumorlens.data.sample import SampleSet, SkippedFile
 from tumorlens.evaluation.inference import calibrated, predict_logits
 from tumorlens.models.checkpoint import load_model
 
 
-def predict_paths(model_path: Path, paths: Sequence[Path], batch_size: int = 64) -> tuple[list[dict], list[dict]]:
-    from tumorlens.data.sources import read_paths
+def read_paths(paths: Sequence[Path]) -> SampleSet:
+    """Every readable slice under the given files and folders, labelled or not; unreadable files
+    are listed in .skipped rather than stopping the run."""
+    from tumorlens.data.errors import DatasetError
+    from tumorlens.data.sources import open_dataset
 
+    samples, skipped = [], []
+    for path in paths:
+        try:
+            ds = open_dataset(path, allow_unlabeled=True, progress=len(paths) == 1)
+        except DatasetError as exc:
+            skipped.append(SkippedFile(str(path), str(exc)))
+            continue
+        samples += ds.samples
+        skipped += ds.skipped
+    if not samples:
+        reasons = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3])
+        raise DatasetError(f"nothing to predict: no readable slice in the given paths ({reasons})")
+    return SampleSet(samples, sorted({s.label for s in samples if s.label}), kind="paths", skipped=skipped)
+
+
+def predict_paths(model_path: Path, paths: Sequence[Path], batch_size: int = 64) -> tuple[list[dict], list[dict]]:
     model = load_model(model_path)
     samples = read_paths(paths)
     probs = calibrated(model, predict_logits(model, samples, batch_size))

@@ -99,10 +99,12 @@ def read_checkpoint(path: str | Path) -> dict:
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint is empty: {path}")
     try:
-        # weights_only: a checkpoint is data, never code to run.
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        # weights_only: a checkpoint is data, never code to run. TorchVersion is a plain str subclass.
+        with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable tumorlens checkpoint (damaged or another format): {exc}") from None
+        reason = str(exc).strip().splitlines()[0][:200]
+        raise CheckpointError(f"{path} is not a readable tumorlens checkpoint (damaged or another format): {reason}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a tumorlens checkpoint (no '{FORMAT}' header)")
     if payload.get("format_version", 0) > FORMAT_VERSION:

@@ -1,35 +1,51 @@
-"""Augmentation suited to MRI slices: small rotations, shifts and zooms, left-right flips,
-brightness and contrast; applied to the preprocessed (1, S, S) tensor."""
+"""Augmentation suited to MRI slices, applied to a whole batch at once: small rotations, shifts
+and zooms, left-right flips, brightness and contrast, each drawn per image.
+
+Written with affine_grid/grid_sample rather than torchvision.transforms.v2 because v2 draws one
+set of parameters per call: per-image parameters would need a Python loop over the batch, which
+cost about 30 ms per image on this 2-core machine, as much as the model's own training step.
+"""
 
 from __future__ import annotations
 
+import math
+
 import torch
-from torchvision.transforms import v2
+import torch.nn.functional as F
 
 
-class BrightnessContrast(torch.nn.Module):
-    """Random contrast (scale) and brightness (offset) on z-scored input.
-
-    torchvision's ColorJitter expects [0, 1] images; our input is z-scored, so the same idea is
-    an affine change of intensities, which is all this does.
-    """
-
-    def __init__(self, contrast: float = 0.15, brightness: float = 0.15):
+class BatchAugment(torch.nn.Module):
+    def __init__(
+        self,
+        fill: float,
+        degrees: float = 10.0,
+        translate: float = 0.05,
+        scale: tuple[float, float] = (0.93, 1.07),
+        flip: bool = True,
+        contrast: float = 0.15,
+        brightness: float = 0.15,
+    ):
         super().__init__()
-        self.contrast, self.brightness = contrast, brightness
+        self.fill, self.degrees, self.translate, self.scale = fill, degrees, translate, scale
+        self.flip, self.contrast, self.brightness = flip, contrast, brightness
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = 1 + (torch.rand(()) * 2 - 1) * self.contrast
-        shift = (torch.rand(()) * 2 - 1) * self.brightness
-        return x * scale + shift
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        n = x.shape[0]
 
+        def uniform(lo, hi):
+            return lo + (hi - lo) * torch.rand(n, generator=generator)
 
-def mri_augmentation(fill: float) -> v2.Compose:
-    """`fill` is the value of black background after z-scoring, so rotations pad with background."""
-    return v2.Compose(
-        [
-            v2.RandomHorizontalFlip(),
-            v2.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.93, 1.07), fill=fill),
-            BrightnessContrast(),
-        ]
-    )
+        angle = uniform(-self.degrees, self.degrees) * math.pi / 180
+        zoom = uniform(*self.scale)
+        flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0) if self.flip else torch.ones(n)
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        theta = torch.zeros(n, 2, 3)
+        theta[:, 0, 0], theta[:, 0, 1] = cos * flip, -sin
+        theta[:, 1, 0], theta[:, 1, 1] = sin * flip, cos
+        theta[:, :, 2] = (torch.rand(n, 2, generator=generator) * 2 - 1) * 2 * self.translate
+        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+        # grid_sample pads with zeros; shift so the padding is the background value instead.
+        out = F.grid_sample(x - self.fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + self.fill
+        gain = uniform(1 - self.contrast, 1 + self.contrast).view(n, 1, 1, 1)
+        shift = uniform(-self.brightness, self.brightness).view(n, 1, 1, 1)
+        return out * gain + shift

@@ -3,8 +3,6 @@ memory at model size (7,000 slices at 160 px are about 700 MB), so epochs do not
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -22,14 +20,13 @@ def preprocess_all(samples: SampleSet, recipe: PreprocessRecipe, desc: str = "pr
 
 
 class TensorImageDataset(Dataset):
-    def __init__(self, images: torch.Tensor, labels: np.ndarray, transform: Callable | None = None):
-        self.images, self.labels, self.transform = images, torch.as_tensor(labels, dtype=torch.long), transform
+    """Preprocessed images and label indices; augmentation happens per batch in the training step."""
+
+    def __init__(self, images: torch.Tensor, labels: np.ndarray):
+        self.images, self.labels = images, torch.as_tensor(labels, dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i):
-        x = self.images[i]
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, self.labels[i]
+        return self.images[i], self.labels[i]

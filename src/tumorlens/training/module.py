@@ -21,9 +21,10 @@ class Classifier(L.LightningModule):
         optimizer: str = "adamw",
         warmup_epochs: float = 0.3,
         channels_last: bool = False,
+        augment: nn.Module | None = None,
     ):
         super().__init__()
-        self.net, self.loss = net, loss
+        self.net, self.loss, self.augment = net, loss, augment
         self.lr, self.weight_decay, self.optimizer_name, self.warmup_epochs = lr, weight_decay, optimizer, warmup_epochs
         # channels_last speeds up convolutions on CPU by 30-50 % (2.4x for depthwise EfficientNet-Lite0).
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -38,6 +39,8 @@ class Classifier(L.LightningModule):
 
     def training_step(self, batch, _):
         x, y = batch
+        if self.augment is not None:
+            x = self.augment(x)
         logits = self(x)
         loss = self.loss(logits, y)
         self.train_acc(logits, y)

@@ -22,7 +22,7 @@ from tumorlens.evaluation.calibration import fit_temperature
 from tumorlens.evaluation.metrics import classification_metrics
 from tumorlens.models.checkpoint import save_checkpoint
 from tumorlens.models.registry import build_model
-from tumorlens.training.augment import mri_augmentation
+from tumorlens.training.augment import BatchAugment
 from tumorlens.training.curves import save_curves
 from tumorlens.training.datasets import TensorImageDataset, preprocess_all
 from tumorlens.training.losses import balanced_class_weights, make_loss
@@ -106,8 +106,7 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     y_train, y_val = train_set.label_indices(), val_set.label_indices()
 
     background = float(recipe.normalize(np.zeros(1))[0])
-    transform = mri_augmentation(fill=background) if config.augment else None
-    train_ds = TensorImageDataset(x_train, y_train, transform)
+    train_ds = TensorImageDataset(x_train, y_train)
     val_ds = TensorImageDataset(x_val, y_val)
     sampler = None
     if config.weighted_sampling:
@@ -125,6 +124,7 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     module = Classifier(
         net, loss, len(classes), lr=config.lr, weight_decay=config.weight_decay,
         optimizer=config.optimizer, channels_last=config.channels_last,
+        augment=BatchAugment(fill=background) if config.augment else None,
     )
 
     best = ModelCheckpoint(dirpath=out / "lightning", filename="best", monitor="val_macro_f1", mode="max", save_last=True)
@@ -149,7 +149,8 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     trainer.fit(module, train_loader, val_loader, ckpt_path=config.resume)
 
     if best.best_model_path:
-        state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+        # weights_only=False is safe here: this run wrote the file moments ago.
+        state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
     net = module.net.to(memory_format=torch.contiguous_format).eval()
 
@@ -177,7 +178,7 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         "train_seconds": round(seconds, 1),
         "versions": {
             "tumorlens": tumorlens.__version__,
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
             "lightning": L.__version__,
             "python": platform.python_version(),
         },
