@@ -144,14 +144,14 @@ class LiveServer:
         self.log_path = tmp / f"server-{self.port}.log"
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TUMORLENS_API_KEYS": API_KEY, "OMP_NUM_THREADS": "1"}
         cmd = [sys.executable, "-m", "tumorlens.cli", "serve", "--model", str(model), "--port", str(self.port),
-               "--db", f"sqlite:///{tmp / 'audit.sqlite'}", "--threads", "1", *extra]
+               "--db", f"sqlite:///{tmp / 'audit.sqlite'}", "--threads", "1", "--workers", "1", *extra]
         if not auth:
             cmd.append("--no-auth")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=tmp, env=env)
         self._wait()
 
-    def _wait(self, timeout: float = 90.0) -> None:
+    def _wait(self, timeout: float = 240.0) -> None:  # generous: shared CI machines can be very busy
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -166,7 +166,8 @@ class LiveServer:
         raise RuntimeError(f"server did not start within {timeout} s: {self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def alive(self) -> bool:

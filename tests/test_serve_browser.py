@@ -46,7 +46,7 @@ def browser():
 def page(browser, server):
     context = browser.new_context()
     pg = context.new_page()
-    pg.set_default_timeout(20_000)
+    pg.set_default_timeout(60_000)  # generous: CI machines are shared
     pg.requested = []
     pg.on("request", lambda req: pg.requested.append(req.url))
     pg.console_errors = []

@@ -100,12 +100,17 @@ class Predictor:
             self._free.put(net)
 
     def warm_up(self) -> None:
-        """One forward pass at start-up, so the first user does not pay for lazy initialisation."""
+        """A forward pass and a Grad-CAM per replica at start-up: the first user must not pay for
+        lazy initialisation (importing the explainer libraries alone takes seconds)."""
+        from tumorlens.explain import explain
+
         size = self.model.recipe.size
         yy, xx = np.mgrid[:size, :size]
         head = (((yy - size / 2) / (0.4 * size)) ** 2 + ((xx - size / 2) / (0.33 * size)) ** 2 < 1).astype(np.float32)
+        x = self.model.prepare([head])
         for replica in self.replicas:
-            replica.predict_images([head])
+            replica.probabilities(x)
+            explain(replica, x, method="gradcam")
 
     # -- prediction ----------------------------------------------------------------------------
     def _judge(self, index: int | None, probs: np.ndarray | None, check: InputCheck, notes: list[str]) -> SliceResult:
