@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
         compare_n: int = typer.Option(32, "--compare-n", help="images for the explainer comparison and curves"),
         sanity_n: int = typer.Option(6, "--sanity-n", help="images for the model-randomisation check"),
         data_checks: bool = typer.Option(True, "--data-checks/--no-data-checks", help="near twins and confounders"),
+        training_data: str = typer.Option("auto", "--training-data",
+                                          help="the model's training data, to find audited images it has seen: 'auto' "
+                                          "(the folder named in the checkpoint, if present), 'none', or a path"),
         class_map: Optional[str] = typer.Option(None, "--class-map", help="rename dataset classes: old=new,..."),
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
@@ -32,18 +35,20 @@ def register(app: typer.Typer) -> None:
 
         with exit_on_user_error():
             summary = _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n, data_checks,
-                           class_map, seed)
+                           training_data, class_map, seed)
         _print_verdict(summary, out)
 
 
 def _default_methods():
-    from tumorlens.audit.runner import DEFAULT_METHODS
+    from tumorlens.audit.config import DEFAULT_METHODS
 
     return DEFAULT_METHODS
 
 
-def _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n, data_checks, class_map, seed):
-    from tumorlens.audit.runner import AuditConfig, AuditError, run_audit
+def _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n, data_checks, training_data,
+         class_map, seed):
+    from tumorlens.audit.config import AuditConfig, AuditError
+    from tumorlens.audit.runner import run_audit
     from tumorlens.data.sources import open_dataset
     from tumorlens.models.checkpoint import load_model
 
@@ -58,7 +63,7 @@ def _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n
         samples = open_dataset(data, class_map=class_map)
     tm = load_model(model)
     cfg = AuditConfig(methods=tuple(methods.split(",")), limit=limit, batch_size=batch_size, compare_n=compare_n,
-                      sanity_n=sanity_n, data_checks=data_checks, seed=seed)
+                      sanity_n=sanity_n, data_checks=data_checks, training_data=training_data, seed=seed)
     for s in samples.skipped[:5]:
         typer.secho(f"skipped {s.path}: {s.reason}", fg=typer.colors.YELLOW, err=True)
     if len(samples.skipped) > 5:

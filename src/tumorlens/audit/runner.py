@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tumorlens.audit import attention as att
+from tumorlens.audit.config import DEFAULT_METHODS, PRIMARY_METHOD, AuditConfig, AuditError  # noqa: F401
 from tumorlens.audit.counterfactuals import background_value, counterfactual_table, summarise_counterfactuals
 from tumorlens.audit.faithfulness import deletion_insertion
 from tumorlens.audit.forward import probabilities01, to_input
@@ -33,38 +34,6 @@ from tumorlens.audit.sanity import cascading_randomisation
 from tumorlens.audit.shortcuts import blank_brain, brain_only, shortcut_test
 from tumorlens.data.sample import SampleSet
 from tumorlens.models.checkpoint import TumorModel
-
-PRIMARY_METHOD = "gradcam"
-DEFAULT_METHODS = ("gradcam", "gradcam++", "saliency", "random")
-
-
-class AuditError(ValueError):
-    """The audit cannot run as asked (no images, labels the model does not know...)."""
-
-
-@dataclass
-class AuditConfig:
-    methods: tuple[str, ...] = DEFAULT_METHODS
-    limit: int | None = None
-    batch_size: int = 32
-    compare_n: int = 32  # images for the explainer comparison and deletion/insertion curves
-    sanity_n: int = 6  # images for the model-randomisation check
-    gallery_n: int = 8
-    data_checks: bool = True
-    counterfactuals: bool = True
-    seed: int = 0
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        methods = [m.strip().lower() for m in self.methods if m and m.strip()]
-        if PRIMARY_METHOD not in methods:
-            methods.insert(0, PRIMARY_METHOD)  # the per-image analysis is Grad-CAM's
-        self.methods = tuple(dict.fromkeys(methods))
-        if self.batch_size < 1:
-            raise AuditError(f"batch size must be at least 1, got {self.batch_size}")
-        if self.limit is not None and self.limit < 1:
-            raise AuditError(f"--limit must be at least 1, got {self.limit}")
-
 
 # -- explainers -----------------------------------------------------------------------------------
 def _explainer(method: str, batch_size: int) -> Callable[[TumorModel, torch.Tensor, np.ndarray], np.ndarray]:
@@ -131,6 +100,50 @@ def run_data_checks(samples: SampleSet, audited: SampleSet, progress: bool = Tru
                          "checked here; audit the dataset's root folder (with Training/ and Testing/) to check it")
     keep = np.array([_key(s) not in twins and s.path not in twins for s in audited.samples])
     return d, keep, f"{int((~keep).sum())} of {len(keep)} audited images have a near twin in Training (perceptual hash)"
+
+
+def model_training_twins(model: TumorModel, samples: SampleSet, audited: SampleSet, training_data: str | None,
+                         progress: bool = True) -> tuple[np.ndarray | None, dict]:
+    """Audited images with a near twin in the data the model was trained on.
+
+    The checkpoint's provenance names its training folder and split; when that folder is here and
+    is not the audited dataset itself (whose own splits the dataset check compares), its images are
+    hashed like the dataset check does and each audited image gets its nearest distance. This is
+    what catches, e.g., figshare slices that a model trained on the Kaggle set (which contains
+    many of them) has already seen.
+    """
+    from tumorlens.data.checks import DEFAULT_HAMMING, hash_samples, nearest_distance
+    from tumorlens.data.sources import open_dataset
+
+    prov = model.provenance or {}
+    info: dict = {"path": None, "split": None, "checked": False, "note": ""}
+    if training_data in (None, "none"):
+        info["note"] = "not checked (--training-data none)"
+        return None, info
+    root = prov.get("data") if training_data == "auto" else training_data
+    split = prov.get("train_split") if training_data == "auto" else None
+    info.update(path=root, split=split)
+    if not root:
+        info["note"] = "the checkpoint does not name its training data; give --training-data PATH to check it"
+        return None, info
+    if not Path(root).exists():
+        info["note"] = f"the model's training data ({root}) is not on this machine; give --training-data PATH"
+        return None, info
+    if samples.root and Path(root).resolve() == Path(samples.root).resolve():
+        info["note"] = "the audited dataset is the model's training dataset: its Training/Testing check covers this"
+        return None, info
+    train = open_dataset(root, progress=progress)
+    if split and any(s.split == split for s in train.samples):
+        train = train.by_split(split)
+    ha, va = hash_samples(audited.samples, progress=progress)
+    hb, vb = hash_samples(train.samples, progress=progress)
+    twin = np.zeros(len(audited), bool)
+    if va.any() and vb.any():
+        twin[va] = nearest_distance(ha[va], hb[vb]) <= DEFAULT_HAMMING
+    info.update(checked=True, n_training_images=len(train), n_twins=int(twin.sum()), hamming=DEFAULT_HAMMING,
+                note=(f"{int(twin.sum())} of {len(audited)} audited images have a near twin in the model's training "
+                      f"data ({root}{', split ' + split if split else ''}; {len(train)} images)"))
+    return twin, info
 
 
 def _key(s) -> str:
@@ -284,6 +297,12 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     checks, keep, checks_note = (None, None, "dataset checks skipped (--no-data-checks)")
     if cfg.data_checks:
         checks, keep, checks_note = run_data_checks(samples, audited, cfg.progress)
+    twin_model, model_data = model_training_twins(model, samples, audited, cfg.training_data, cfg.progress)
+    leakage = {"near_twins_in_training_split": None if keep is None else int((~keep).sum()),
+               "near_twins_in_model_training_data": None if twin_model is None else int(twin_model.sum()),
+               "model_training_data": model_data}
+    if twin_model is not None:
+        keep = ~twin_model if keep is None else keep & ~twin_model
     timing["data_checks"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -293,8 +312,8 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     probs = np.concatenate(per.probs)
     pred = probs.argmax(1)
     correct = pred == truth
-    if keep is not None:
-        df["near_twin_in_training"] = ~keep
+    if leakage["near_twins_in_training_split"] is not None or twin_model is not None:
+        df["near_twin_in_training"] = ~keep  # in the Training split or in the model's own training data
 
     t0 = time.perf_counter()
     shortcut = shortcut_test(truth, pred, np.concatenate(per.pred_blanked), np.concatenate(per.pred_brain_only), classes)
@@ -352,6 +371,7 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
         "sanity": sanity,
         "data_checks": checks,
         "data_checks_note": checks_note,
+        "leakage": leakage,
         "terms": {"pointing_tolerance_px": att.POINTING_TOLERANCE_PX, "edge_band_fraction": att.EDGE_BAND_FRACTION},
     }
     summary["verdict"] = make_verdict(summary)

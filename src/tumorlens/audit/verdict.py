@@ -40,21 +40,28 @@ def make_verdict(s: dict) -> dict:
     lf = cls.get("leakage_free")
     n = s["n_images"]
 
-    # 1. accuracy with and without leakage
+    # 1. accuracy with and without leakage (near twins in the Training split and/or in the data the
+    #    checkpoint says the model was trained on)
+    leak = s.get("leakage") or {}
     if "near_twins_in_training" in cls:
         twins = cls["near_twins_in_training"]
         share = twins / n if n else 0.0
+        where = " and ".join(w for w, k in (("the Training split", "near_twins_in_training_split"),
+                                            ("the model's training data", "near_twins_in_model_training_data"))
+                             if leak.get(k) is not None) or "Training"
         if lf is None:
-            status, text = FAIL, f"every audited image has a near twin in Training: accuracy {acc:.1%} says nothing"
+            status, text = FAIL, f"every audited image has a near twin in {where}: accuracy {acc:.1%} says nothing"
         else:
             gap = acc - lf["accuracy"]
             status = FAIL if gap >= LEAK_GAP_FAIL else (WARN if share >= LEAK_SHARE_WARN else PASS)
-            text = (f"accuracy {acc:.1%} on {n} images; {twins} ({share:.0%}) have a near twin in Training; "
+            text = (f"accuracy {acc:.1%} on {n} images; {twins} ({share:.0%}) have a near twin in {where}; "
                     f"without them accuracy is {lf['accuracy']:.1%} on {lf['n']} images ({-gap:+.1%} points)")
         checks.append({"name": "leakage", "status": status, "detail": text})
     else:
+        note = (leak.get("model_training_data") or {}).get("note", "")
         checks.append({"name": "leakage", "status": NA,
-                       "detail": f"accuracy {acc:.1%} on {n} images; {s.get('data_checks_note', '')}"})
+                       "detail": f"accuracy {acc:.1%} on {n} images; {s.get('data_checks_note', '')}"
+                                 + (f"; model's training data: {note}" if note else "")})
 
     # 2. right for the wrong reason
     a = s["attention"]["all"]

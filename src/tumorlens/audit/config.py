@@ -1,0 +1,37 @@
+"""What an audit run is asked to do; kept free of heavy imports so the command line starts fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRIMARY_METHOD = "gradcam"  # the per-image analysis (gradcam_analysis.csv) is Grad-CAM's
+DEFAULT_METHODS = ("gradcam", "gradcam++", "saliency", "random")
+
+
+class AuditError(ValueError):
+    """The audit cannot run as asked (no images, labels the model does not know...)."""
+
+
+@dataclass
+class AuditConfig:
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    limit: int | None = None
+    batch_size: int = 32
+    compare_n: int = 32  # images for the explainer comparison and deletion/insertion curves
+    sanity_n: int = 6  # images for the model-randomisation check
+    gallery_n: int = 8
+    data_checks: bool = True
+    training_data: str | None = "auto"  # "auto": the folder named in the checkpoint; "none"; or a path
+    counterfactuals: bool = True
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        methods = [m.strip().lower() for m in self.methods if m and m.strip()]
+        if PRIMARY_METHOD not in methods:
+            methods.insert(0, PRIMARY_METHOD)  # the per-image analysis is Grad-CAM's
+        self.methods = tuple(dict.fromkeys(methods))
+        if self.batch_size < 1:
+            raise AuditError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.limit is not None and self.limit < 1:
+            raise AuditError(f"--limit must be at least 1, got {self.limit}")
