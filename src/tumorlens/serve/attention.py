@@ -81,6 +81,9 @@ def attention_summary(heatmap: np.ndarray, image01: np.ndarray) -> AttentionSumm
 
 
 def _pct(x: float) -> str:
+    """Whole percent, but never "100%" or "0%" for a value that is not exactly that."""
+    if 0 < x < 0.005 or 0.995 <= x < 1:
+        return f"{100 * x:.1f}%"
     return f"{100 * x:.0f}%"
 
 
