@@ -25,12 +25,13 @@ def save_curves(metrics_csv: Path, out_dir: Path) -> Path | None:
     panels = [("loss", ["train_loss", "val_loss"]), ("accuracy", ["train_acc", "val_acc"]), ("macro-F1", ["val_macro_f1"])]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     for ax, (title, columns) in zip(axes, panels):
-        for c in columns:
-            if c in per_epoch:
-                ax.plot(per_epoch.index, per_epoch[c], marker="o", label=c)
+        plotted = [c for c in columns if c in per_epoch]
+        for c in plotted:
+            ax.plot(per_epoch.index, per_epoch[c], marker="o", label=c)
         ax.set_title(title)
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=8)
+        if plotted:
+            ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     png = Path(out_dir) / "curves.png"

