@@ -82,8 +82,10 @@ def attention_summary(heatmap: np.ndarray, image01: np.ndarray) -> AttentionSumm
 
 def _pct(x: float) -> str:
     """Whole percent, but never "100%" or "0%" for a value that is not exactly that."""
-    if 0 < x < 0.005 or 0.995 <= x < 1:
-        return f"{100 * x:.1f}%"
+    if 0 < x < 0.005:
+        return f"{max(100 * x, 0.1):.1f}%"
+    if 0.995 <= x < 1:
+        return f"{min(100 * x, 99.9):.1f}%"
     return f"{100 * x:.0f}%"
 
 
