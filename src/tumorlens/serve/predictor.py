@@ -126,10 +126,13 @@ class Predictor:
         status = "ok"
         if confidence < self.settings.low_confidence:
             status = "uncertain"
+            p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1)
+            entropy = float(-(p * np.log(p)).sum() / np.log(len(p)))  # 1 = all classes equally likely
             warnings.append(Finding(
                 "low_confidence",
                 f"low confidence: the top class has {confidence:.0%} probability (below "
-                f"{self.settings.low_confidence:.0%}); the image may be unusual or ambiguous"))
+                f"{self.settings.low_confidence:.0%}; normalised entropy {entropy:.2f}); the image may be "
+                "unusual or ambiguous"))
         return SliceResult(index, status, classes[top], confidence, probabilities, warnings, check)
 
     def predict(self, decoded: DecodedInput) -> list[SliceResult]:
