@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import statistics
 import subprocess
 import sys
@@ -35,8 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 KAGGLE = SHARED / "brain-tumor-mri"
 FIGSHARE = SHARED / "figshare-brain-tumor"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-SECTION = "## bench_service.py"
 
 
 def rss_mb(pid: int) -> float:
@@ -51,7 +48,7 @@ def pct(values, q) -> float:
 
 
 class Server:
-    def __init__(self, model: Path | None, tmp: Path, threads: int | None):
+    def __init__(self, model: Path | None, tmp: Path, threads: int | None, workers: int | None):
         import socket
 
         with socket.socket() as s:
@@ -64,6 +61,8 @@ class Server:
             cmd += ["--model", str(model)]
         if threads:
             cmd += ["--threads", str(threads)]
+        if workers:
+            cmd += ["--workers", str(workers)]
         self.log = open(tmp / "server.log", "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -150,7 +149,8 @@ def load_payloads(k: int, seed: int = 0) -> list[tuple[str, bytes]]:
 def bench_load(args) -> list[str]:
     payloads = load_payloads(200)
     with tempfile.TemporaryDirectory() as tmp:
-        srv = Server(args.model, Path(tmp), args.threads)
+        srv = Server(args.model, Path(tmp), args.threads, args.workers)
+        load_before = os.getloadavg()[0]
         try:
             model = srv.health["model"]
             run_load(srv.url, "/v1/predict", payloads, 50, args.clients, "warm-up")
@@ -161,11 +161,14 @@ def bench_load(args) -> list[str]:
             e_lat, e_err, e_wall, e_health = run_load(srv.url, "/v1/explain?method=gradcam", payloads, args.explain,
                                                       args.clients, "explain")
             rss2 = rss_mb(srv.proc.pid)
+            load_after = os.getloadavg()[0]
         finally:
             srv.stop()
     lines = [
         f"Model: {model['name']} `{model['version']}`; {args.clients} concurrent clients (threads) on the same 2-core "
-        f"machine as the server; uploads cycle through 100 Kaggle Testing JPEGs and 100 figshare PNGs.",
+        f"machine as the server; server defaults (2 workers, 1 torch thread); uploads cycle through 100 Kaggle "
+        f"Testing JPEGs and 100 figshare PNGs. Machine load average (1 min) {load_before:.1f} before and "
+        f"{load_after:.1f} after the run (other jobs share the 2 cores).",
         "",
         "| endpoint | requests | errors | p50 ms | p95 ms | target p95 | throughput req/s | /health p95 ms during load |",
         "|---|---|---|---|---|---|---|---|",
@@ -229,21 +232,14 @@ def bench_checks() -> list[str]:
     return lines
 
 
-def write_section(lines: list[str], command: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    body = f"{SECTION}\n\nCommand: `{command}` ({time.strftime('%Y-%m-%d')}).\n\n" + "\n".join(lines) + "\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: body + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + body
-    RESULTS.write_text(text)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=None, help="checkpoint (default: the bundled default model)")
     ap.add_argument("--predict", type=int, default=2000)
     ap.add_argument("--explain", type=int, default=400)
     ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=None, help="server torch threads")
+    ap.add_argument("--threads", type=int, default=None, help="server torch threads (default: the CLI's)")
+    ap.add_argument("--workers", type=int, default=None, help="server workers (default: the CLI's)")
     ap.add_argument("--skip-load", action="store_true")
     ap.add_argument("--skip-checks", action="store_true")
     ap.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
@@ -257,7 +253,10 @@ def main() -> None:
         lines += ["### input check and tumor candidates", ""] + bench_checks()
     print("\n".join(lines))
     if not args.no_write:
-        write_section(lines, "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]))
+        from results import write_section  # benchmarks/results.py: replaces only this script's section
+
+        command = " ".join([".venv/bin/python benchmarks/bench_service.py"] + sys.argv[1:])
+        write_section("bench_service.py", f"Command: `{command}` ({time.strftime('%Y-%m-%d')}).\n\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":
