@@ -9,12 +9,6 @@ import pytest
 
 from serve_support import API_KEY, LiveServer, colour_photo, head_slice, jpeg, make_checkpoint, png
 
-import tumorlens.explain as _explain_module
-
-# Until the explainer registry lands (tumorlens.explain.explain + overlay), there is nothing to serve.
-if not hasattr(_explain_module, "explain"):
-    pytest.skip("tumorlens.explain.explain is not built yet", allow_module_level=True)
-
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]

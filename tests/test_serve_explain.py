@@ -14,12 +14,6 @@ from serve_support import chest_xray, colour_photo, head_slice, head_volume, jpe
 from tumorlens.serve.app import create_app
 from tumorlens.serve.settings import ServeSettings
 
-import tumorlens.explain as _explain_module
-
-# Until the explainer registry lands (tumorlens.explain.explain + overlay), there is nothing to serve.
-if not hasattr(_explain_module, "explain"):
-    pytest.skip("tumorlens.explain.explain is not built yet", allow_module_level=True)
-
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
@@ -48,7 +42,9 @@ def test_explain_json(client):
     assert ex["method"] == "gradcam" and ex["target_class"] == "glioma"
     size = 64  # the model's input size
     assert decode_png(ex["overlay_png"]).shape == (size, size, 3)
-    assert decode_png(ex["heatmap_png"]).shape == (size, size, 3)
+    layer = decode_png(ex["heatmap_png"])
+    assert layer.shape == (size, size, 4)  # RGBA: transparent where the heat is zero
+    assert layer[..., 3].max() > 200 and layer[..., 3].min() < layer[..., 3].max()
     assert decode_png(ex["image_png"]).shape == (size, size)
     shares, areas = ex["attention"]["shares"], ex["attention"]["areas"]
     assert abs(shares["brain"] + shares["skull"] + shares["background"] - 1) < 0.01

@@ -27,7 +27,7 @@ from tumorlens.serve.auth import KeyChecker, load_api_keys
 from tumorlens.serve.decode import DecodedInput, decode_upload
 from tumorlens.serve.errors import ServiceError, install_error_handlers, request_id_of
 from tumorlens.serve.model_card import find_card, model_description
-from tumorlens.serve.predictor import InputRefused, Predictor, SliceResult, png_bytes
+from tumorlens.serve.predictor import InputRefused, Predictor, SliceResult, heatmap_layer, png_bytes
 from tumorlens.serve.samples import SampleLibrary
 from tumorlens.serve.settings import ServeSettings
 from tumorlens.serve.upload import FILE_FIELD, SUPPORTED, Upload, read_upload
@@ -213,7 +213,7 @@ def create_app(settings: ServeSettings | None = None, model: TumorModel | None =
         body["explanation"] = {
             "method": method, "target_class": ex.target_class, "slice": ex.result.index,
             "overlay_png": _b64(png_bytes(overlay_rgb)),
-            "heatmap_png": _b64(png_bytes(overlay(ex.image01, ex.heatmap, alpha=1.0))),
+            "heatmap_png": _b64(png_bytes(heatmap_layer(ex.heatmap))),
             "image_png": _b64(png_bytes((ex.image01 * 255).round().astype("uint8"))),
             "attention": ex.attention.to_dict(), "summary": ex.summary,
         }

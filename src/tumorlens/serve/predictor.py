@@ -72,11 +72,20 @@ def png_bytes(array: np.ndarray) -> bytes:
     """uint8 gray (H, W) or RGB (H, W, 3) -> PNG bytes (OpenCV: fast, and already a dependency)."""
     arr = np.asarray(array)
     if arr.ndim == 3:
-        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA if arr.shape[2] == 4 else cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".png", arr)
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()
+
+
+def heatmap_layer(heatmap: np.ndarray) -> np.ndarray:
+    """RGBA uint8: the jet colour of each heat value, opacity sqrt(heat) as in explain.overlay, so a
+    browser can lay it over the image at any opacity (the page's slider) and cold areas stay clear."""
+    heat = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0, 1)
+    rgb = cv2.cvtColor(cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    alpha = (np.sqrt(heat) * 255).round().astype(np.uint8)
+    return np.dstack([rgb, alpha])
 
 
 class Predictor:

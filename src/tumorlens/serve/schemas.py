@@ -62,7 +62,8 @@ class ExplanationOut(BaseModel):
     target_class: str
     slice: int | None = None
     overlay_png: str = Field(description="base64 PNG: heatmap over the image at the requested alpha")
-    heatmap_png: str = Field(description="base64 PNG: the colour-mapped heatmap alone (for client-side blending)")
+    heatmap_png: str = Field(description="base64 RGBA PNG: the colour-mapped heatmap alone, opacity "
+                                             "growing with the heat (for client-side blending)")
     image_png: str = Field(description="base64 PNG: the image as the model sees it")
     attention: Attention
     summary: str = Field(description="plain-language reading of the attention numbers")
