@@ -118,3 +118,23 @@ def test_images_the_model_was_trained_on_are_found_through_its_provenance(datase
     model.provenance = {}
     none, info = model_training_twins(model, audited, audited, "auto", progress=False)
     assert none is None and "--training-data" in info["note"]
+
+
+def test_hashes_stored_in_the_checkpoint_need_no_training_folder(dataset):
+    from tumorlens.audit.runner import model_training_twins
+    from tumorlens.data.checks import hash_samples
+    from tumorlens.data.sources import open_dataset
+    from tumorlens.models.checkpoint import TumorModel
+
+    testing = open_dataset(dataset, progress=False).by_split("Testing")
+    training = open_dataset(dataset, progress=False).by_split("Training")
+    h, v = hash_samples(training.samples, progress=False)
+    model = TumorModel(net=None, arch="simple_cnn", classes=["glioma"], recipe=PreprocessRecipe(size=48),
+                       provenance={"data": "/elsewhere/not/here", "train_phash": [f"{x:016x}" for x in h[v]]})
+    twins, info = model_training_twins(model, testing, testing, "stored", progress=False)
+    names = [s.path.split("/")[-1] for s, t in zip(testing.samples, twins) if t]
+    assert len(names) == N_TWINS and all(n.startswith("leak_") for n in names)
+    assert info["source"] == "hashes stored in the checkpoint"
+    model.provenance = {"data": "/elsewhere/not/here"}
+    assert model_training_twins(model, testing, testing, "stored", progress=False)[0] is None
+    assert "not on this machine" in model_training_twins(model, testing, testing, "auto", progress=False)[1]["note"]

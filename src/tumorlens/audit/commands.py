@@ -24,9 +24,11 @@ def register(app: typer.Typer) -> None:
         compare_n: int = typer.Option(32, "--compare-n", help="images for the explainer comparison and curves"),
         sanity_n: int = typer.Option(6, "--sanity-n", help="images for the model-randomisation check"),
         data_checks: bool = typer.Option(True, "--data-checks/--no-data-checks", help="near twins and confounders"),
-        training_data: str = typer.Option("auto", "--training-data",
-                                          help="the model's training data, to find audited images it has seen: 'auto' "
-                                          "(the folder named in the checkpoint, if present), 'none', or a path"),
+        training_data: Optional[str] = typer.Option(None, "--training-data",
+                                                    help="the model's training data, to find audited images it has "
+                                                    "seen: 'auto' (hashes stored in the checkpoint, else the folder it "
+                                                    "names; the default), 'stored' (hashes only; the --demo default), "
+                                                    "'none', or a folder"),
         class_map: Optional[str] = typer.Option(None, "--class-map", help="rename dataset classes: old=new,..."),
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
@@ -52,6 +54,9 @@ def _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n
     from tumorlens.data.sources import open_dataset
     from tumorlens.models.checkpoint import load_model
 
+    if training_data is None:
+        # the demo must stay quick: it reads no training folder, only hashes stored in the checkpoint
+        training_data = "stored" if demo else "auto"
     if demo:
         from tumorlens.assets import default_model_path
 

@@ -21,7 +21,9 @@ class AuditConfig:
     sanity_n: int = 6  # images for the model-randomisation check
     gallery_n: int = 8
     data_checks: bool = True
-    training_data: str | None = "auto"  # "auto": the folder named in the checkpoint; "none"; or a path
+    # the model's training data, to find audited images it has seen: "auto" (hashes stored in the
+    # checkpoint, else the folder it names), "stored" (stored hashes only), "none", or a folder
+    training_data: str | None = "auto"
     counterfactuals: bool = True
     seed: int = 0
     progress: bool = True

@@ -106,43 +106,58 @@ def model_training_twins(model: TumorModel, samples: SampleSet, audited: SampleS
                          progress: bool = True) -> tuple[np.ndarray | None, dict]:
     """Audited images with a near twin in the data the model was trained on.
 
-    The checkpoint's provenance names its training folder and split; when that folder is here and
-    is not the audited dataset itself (whose own splits the dataset check compares), its images are
-    hashed like the dataset check does and each audited image gets its nearest distance. This is
-    what catches, e.g., figshare slices that a model trained on the Kaggle set (which contains
-    many of them) has already seen.
+    Sources, in order: perceptual hashes stored in the checkpoint (provenance["train_phash"], hex
+    strings, if the trainer saved them: no data needed); else the training folder and split the
+    provenance names, when it is on this machine and is not the audited dataset itself (whose own
+    splits the dataset check already compares). This is what catches, e.g., figshare slices that a
+    model trained on the Kaggle set (which contains many of them) has already seen.
+    training_data: "auto" (stored hashes, else the named folder), "stored" (stored hashes only:
+    fast, used by --demo), "none", or a folder path.
     """
     from tumorlens.data.checks import DEFAULT_HAMMING, hash_samples, nearest_distance
-    from tumorlens.data.sources import open_dataset
 
     prov = model.provenance or {}
     info: dict = {"path": None, "split": None, "checked": False, "note": ""}
     if training_data in (None, "none"):
         info["note"] = "not checked (--training-data none)"
         return None, info
-    root = prov.get("data") if training_data == "auto" else training_data
-    split = prov.get("train_split") if training_data == "auto" else None
-    info.update(path=root, split=split)
-    if not root:
-        info["note"] = "the checkpoint does not name its training data; give --training-data PATH to check it"
-        return None, info
-    if not Path(root).exists():
-        info["note"] = f"the model's training data ({root}) is not on this machine; give --training-data PATH"
-        return None, info
-    if samples.root and Path(root).resolve() == Path(samples.root).resolve():
-        info["note"] = "the audited dataset is the model's training dataset: its Training/Testing check covers this"
-        return None, info
-    train = open_dataset(root, progress=progress)
-    if split and any(s.split == split for s in train.samples):
-        train = train.by_split(split)
+    stored = prov.get("train_phash")
+    hb = None
+    if stored and training_data in ("auto", "stored"):
+        hb = np.array([int(h, 16) for h in stored], np.uint64)
+        info.update(path=prov.get("data"), split=prov.get("train_split"), source="hashes stored in the checkpoint")
+    else:
+        if training_data == "stored":
+            info["note"] = ("the checkpoint stores no hashes of its training images; give --training-data auto or a "
+                            "folder to check them")
+            return None, info
+        root = prov.get("data") if training_data == "auto" else training_data
+        split = prov.get("train_split") if training_data == "auto" else None
+        info.update(path=root, split=split, source="training folder")
+        if not root:
+            info["note"] = "the checkpoint does not name its training data; give --training-data PATH to check it"
+            return None, info
+        if not Path(root).exists():
+            info["note"] = f"the model's training data ({root}) is not on this machine; give --training-data PATH"
+            return None, info
+        if samples.root and Path(root).resolve() == Path(samples.root).resolve():
+            info["note"] = "the audited dataset is the model's training dataset: its Training/Testing check covers this"
+            return None, info
+        from tumorlens.data.sources import open_dataset
+
+        train = open_dataset(root, progress=progress)
+        if split and any(s.split == split for s in train.samples):
+            train = train.by_split(split)
+        hb, vb = hash_samples(train.samples, progress=progress)
+        hb = hb[vb]
     ha, va = hash_samples(audited.samples, progress=progress)
-    hb, vb = hash_samples(train.samples, progress=progress)
     twin = np.zeros(len(audited), bool)
-    if va.any() and vb.any():
-        twin[va] = nearest_distance(ha[va], hb[vb]) <= DEFAULT_HAMMING
-    info.update(checked=True, n_training_images=len(train), n_twins=int(twin.sum()), hamming=DEFAULT_HAMMING,
+    if va.any() and len(hb):
+        twin[va] = nearest_distance(ha[va], hb) <= DEFAULT_HAMMING
+    where = f"{info['path']}{', split ' + info['split'] if info['split'] else ''}"
+    info.update(checked=True, n_training_images=int(len(hb)), n_twins=int(twin.sum()), hamming=DEFAULT_HAMMING,
                 note=(f"{int(twin.sum())} of {len(audited)} audited images have a near twin in the model's training "
-                      f"data ({root}{', split ' + split if split else ''}; {len(train)} images)"))
+                      f"data ({where}; {len(hb)} images, {info['source']})"))
     return twin, info
 
 
