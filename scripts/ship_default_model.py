@@ -65,7 +65,7 @@ def main(run: Path) -> None:
 ## Data and training
 - Trained on `{p['data']}`, split `{p['train_split']}` only (the Kaggle Brain Tumor MRI set,
   {p['n_train']} slices for training, {p['n_val']} held out for validation, {p['split_method']} split, seed {cfg['seed']}).
-- Recipe: {cfg['epochs']} epochs max (ran {p['epochs_run'] + 1}), batch {cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']},
+- Recipe: {cfg['epochs']} epochs max (ran {p['epochs_run']}), batch {cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']},
   warm-up + cosine schedule, loss `{cfg['loss']}` with class weights={cfg['class_weights']} and label smoothing
   {cfg['label_smoothing']}, augmentation (rotation +-10 deg, shift 5 %, zoom 7 %, flips, brightness/contrast),
   early stopping on validation macro-F1. Training took {p['train_seconds'] / 60:.1f} minutes on 2 CPU cores.
