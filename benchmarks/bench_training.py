@@ -74,9 +74,14 @@ def figshare(args) -> None:
         f1s.append(metrics["all"]["macro_f1"])
         secs.append(result.seconds)
         print(f"fold {k}: accuracy {accs[-1]:.4f}", flush=True)
+        _write_figshare(args, accs, f1s, secs)  # after every fold, so a cut-off run still reports what it measured
+
+
+def _write_figshare(args, accs, f1s, secs) -> None:
+    done = f"{len(accs)} of {args.folds} folds done" if len(accs) < args.folds else f"all {args.folds} folds"
     lines = [
         f"Command: `.venv/bin/python benchmarks/bench_training.py figshare --epochs {args.epochs} --size {args.size} --folds {args.folds}`"
-        f" ({time.strftime('%Y-%m-%d')}). EfficientNet-Lite0 (ImageNet), folds grouped by patient (no patient in two folds).",
+        f" ({time.strftime('%Y-%m-%d')}; {done}). EfficientNet-Lite0 (ImageNet), folds grouped by patient (no patient in two folds).",
         "",
         "| fold | " + " | ".join(str(k) for k in range(len(accs))) + " | mean |",
         "|---|" + "---:|" * (len(accs) + 1),
