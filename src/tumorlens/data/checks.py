@@ -334,6 +334,9 @@ def check_dataset(
                 f"{'dataset' if sp == NO_SPLIT else sp}: {n_with} of {n_sp} images ({100 * n_with / n_sp:.1f}%) "
                 f"have a near duplicate within {where} (pHash Hamming <= {hamming})"
             )
+    n_conflicts = sum(v["label_conflicts"] for v in within_split.values())
+    if n_conflicts:
+        findings.append(f"{n_conflicts} near-duplicate pair(s) within a split carry different labels")
     cross_split = {}
     for a in split_names:
         for b in split_names:
@@ -401,7 +404,7 @@ def _patient_summary(ds: SampleSet, pairs: list[DuplicatePair], findings: list[s
         "duplicate_pairs_other_patient": len(pairs) - same,
         "patients_in_several_splits": len(shared),
     }
-    if pairs:
+    if same:
         findings.append(
             f"patients: {same} of {len(pairs)} near-duplicate pairs are slices of one patient; "
             "split by patient (tumorlens' default when patient ids exist), never by slice"

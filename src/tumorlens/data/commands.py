@@ -71,6 +71,8 @@ def print_report(report) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from tumorlens.data.checks import NO_SPLIT
+
     console = Console()
     console.print(f"[bold]{report.root}[/bold]  ({report.kind}, {report.n_samples} slices)")
 
@@ -108,7 +110,7 @@ def print_report(report) -> None:
     for col in ("where", "images", "with a twin", "share", "label conflicts"):
         t.add_column(col, justify="left" if col == "where" else "right")
     for sp, v in report.within_split.items():
-        t.add_row(f"within {sp}", str(v["images"]), str(v["images_with_twin"]), f"{100 * v['share']:.1f}%",
+        t.add_row("within the dataset" if sp == NO_SPLIT else f"within {sp}", str(v["images"]), str(v["images_with_twin"]), f"{100 * v['share']:.1f}%",
                   str(v["label_conflicts"]))
     for pair, v in report.cross_split.items():
         a, b = pair.split("->")
