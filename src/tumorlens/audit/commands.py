@@ -21,8 +21,8 @@ def register(app: typer.Typer) -> None:
                                     help="explainers to compare (Grad-CAM is always the per-image method)"),
         limit: Optional[int] = typer.Option(None, "--limit", help="audit a seeded, class-mixed subset of N images"),
         batch_size: int = typer.Option(32, "--batch-size"),
-        compare_n: int = typer.Option(32, "--compare-n", help="images for the explainer comparison and curves"),
-        sanity_n: int = typer.Option(6, "--sanity-n", help="images for the model-randomisation check"),
+        compare_n: int = typer.Option(16, "--compare-n", help="images for the explainer comparison and curves"),
+        sanity_n: int = typer.Option(4, "--sanity-n", help="images for the model-randomisation check"),
         data_checks: bool = typer.Option(True, "--data-checks/--no-data-checks", help="near twins and confounders"),
         training_data: Optional[str] = typer.Option(None, "--training-data",
                                                     help="the model's training data, to find audited images it has "

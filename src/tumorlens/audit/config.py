@@ -17,8 +17,8 @@ class AuditConfig:
     methods: tuple[str, ...] = DEFAULT_METHODS
     limit: int | None = None
     batch_size: int = 32
-    compare_n: int = 32  # images for the explainer comparison and deletion/insertion curves
-    sanity_n: int = 6  # images for the model-randomisation check
+    compare_n: int = 16  # images for the explainer comparison and deletion/insertion curves
+    sanity_n: int = 4  # images for the model-randomisation check
     gallery_n: int = 8
     data_checks: bool = True
     # the model's training data, to find audited images it has seen: "auto" (hashes stored in the

@@ -19,7 +19,7 @@ import numpy as np
 from tumorlens.audit.forward import probabilities01
 from tumorlens.models.checkpoint import TumorModel
 
-N_STEPS = 16  # curve points at 0, 1/16, ..., 1 of the pixels
+N_STEPS = 10  # curve points at 0, 1/10, ..., 1 of the pixels
 BLUR_SIGMA_FRACTION = 0.05  # insertion canvas: Gaussian blur with sigma = 5 % of the image side
 
 

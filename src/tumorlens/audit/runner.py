@@ -236,10 +236,11 @@ def analyse_images(model: TumorModel, samples: SampleSet, truth: np.ndarray, cfg
 
 
 # -- stage 4: explainer comparison, faithfulness, sanity --------------------------------------------
-def compare_explainers(model: TumorModel, per: PerImage, truth: np.ndarray, idx: np.ndarray, cfg: AuditConfig,
-                       ) -> tuple[list[dict], dict, dict, dict]:
+def compare_explainers(model: TumorModel, audited: SampleSet, per: PerImage, truth: np.ndarray, idx: np.ndarray,
+                       cfg: AuditConfig) -> tuple[list[dict], dict, dict, dict]:
     """Rows of the explainer table, mean deletion/insertion curves, sanity results, example maps."""
-    display = np.stack([per.display[i] for i in idx]).astype(np.float32) / 255
+    # the exact display images again (per.display keeps 8-bit copies for figures only)
+    display = np.stack([model.recipe.display(audited.samples[i].image) for i in idx])
     x = to_input(model, display)
     probs = np.concatenate(per.probs)[idx]
     targets = probs.argmax(1)
@@ -354,7 +355,7 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     t0 = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
     idx = np.sort(rng.permutation(len(audited))[: min(cfg.compare_n, len(audited))])
-    table, curves, sanity, examples = compare_explainers(model, per, truth, idx, cfg)
+    table, curves, sanity, examples = compare_explainers(model, audited, per, truth, idx, cfg)
     timing["explainers"] = time.perf_counter() - t0
     primary_ms = per.seconds_explain * 1000 / len(audited)
     for row in table:

@@ -27,7 +27,7 @@ from tumorlens.models.checkpoint import TumorModel
 
 MAX_SPEARMAN = 0.5
 MAX_SSIM = 0.7
-MAX_STEPS = 6
+MAX_STEPS = 4
 
 # (model, preprocessed input (N,1,S,S), targets (N,)) -> heatmaps (N,S,S) in [0, 1]
 ExplainFn = Callable[[TumorModel, torch.Tensor, np.ndarray], np.ndarray]
