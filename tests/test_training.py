@@ -51,6 +51,9 @@ def test_training_writes_a_checkpoint_that_loads_ready_to_use(trained, phantoms)
     assert model.provenance["split_method"] == "stratified"
     assert model.provenance["n_train"] + model.provenance["n_val"] == len(phantoms)
     assert "validation" in model.metrics and 0 <= model.metrics["validation"]["macro_f1"] <= 1
+    # every image the model saw is fingerprinted, so a later audit can spot its near twins
+    assert len(model.provenance["train_phash"]) == len(phantoms)
+    assert all(len(h) == 16 for h in model.provenance["train_phash"])
     probs = model.predict_images([s.image for s in phantoms.samples[:5]])
     assert probs.shape == (5, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
     # the phantoms' tumors differ by class: the best epoch beats chance (1/3) clearly

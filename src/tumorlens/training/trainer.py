@@ -173,6 +173,9 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         "n_train": len(train_set),
         "n_val": len(val_set),
         "val_paths_sha": _paths_digest(val_set),
+        # perceptual hashes of every image the model saw (train + validation), so an audit can find
+        # near twins of its test images anywhere, without the training data on the machine
+        "train_phash": training_hashes(samples),
         "skipped_files": len(samples.skipped),
         "config": asdict(config),
         "epochs_run": trainer.current_epoch,
@@ -192,6 +195,13 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     save_curves(out / "logs" / "metrics.csv", out)
     (out / "validation_metrics.json").write_text(json.dumps(val_metrics, indent=2))
     return TrainResult(ckpt, val_metrics, temperature, seconds)
+
+
+def training_hashes(samples: SampleSet) -> list[str]:
+    from tumorlens.data.checks import hash_samples
+
+    hashes, valid = hash_samples(samples.samples, progress=False)
+    return [f"{int(h):016x}" for h, ok in zip(hashes, valid) if ok]
 
 
 def _paths_digest(samples: SampleSet) -> str:
