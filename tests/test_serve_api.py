@@ -309,3 +309,20 @@ def test_each_network_serves_one_request_at_a_time(app, monkeypatch):
 
     assert asyncio.run(scenario()) == [200] * 8
     assert peak["each"] == 1 and peak["all"] == 2
+
+
+def test_serve_command_reports_bad_setup_in_one_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tumorlens.cli import app as cli
+
+    monkeypatch.delenv("TUMORLENS_API_KEYS", raising=False)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    db = f"sqlite:///{tmp_path / 'a.sqlite'}"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["serve", "--model", str(bad), "--no-auth", "--db", db])
+    assert result.exit_code == 2 and "bad.pt" in result.output and "Traceback" not in result.output
+    good = make_checkpoint(tmp_path / "m.pt")
+    result = runner.invoke(cli, ["serve", "--model", str(good), "--db", db])
+    assert result.exit_code == 2 and "--no-auth" in result.output
