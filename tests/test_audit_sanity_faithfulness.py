@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from tumorlens.audit.faithfulness import deletion_insertion, pixel_order
+from tumorlens.audit.faithfulness import curve_endpoints, deletion_insertion, pixel_order
 from tumorlens.audit.sanity import cascading_randomisation, randomisable_layers
 from tumorlens.data.preprocess import PreprocessRecipe
 from tumorlens.models.checkpoint import TumorModel
@@ -88,6 +88,12 @@ def test_deletion_and_insertion_reward_the_right_map():
     assert c.deletion_auc[0] < c.deletion_auc[1] - 0.1
     assert c.insertion_auc[0] > c.insertion_auc[1] + 0.1
     assert c.deletion[0, 0] == pytest.approx(c.deletion[1, 0])  # same start
+    # the fixed ends, computed once and shared between explainers, give the same curves
+    ends = curve_endpoints(model, img, np.array([1, 1]), np.zeros(2))
+    c2 = deletion_insertion(model, img, np.stack([right, wrong]), np.array([1, 1]), fills=np.zeros(2), n_steps=8,
+                            endpoints=ends)
+    assert np.allclose(c.deletion, c2.deletion) and np.allclose(c.insertion, c2.insertion)
+    assert c.insertion[0, -1] == pytest.approx(c.deletion[0, 0])  # insertion ends at the original
 
 
 def test_pixel_order_breaks_ties_but_keeps_ranks():

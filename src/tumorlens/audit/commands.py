@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
                                     help="explainers to compare (Grad-CAM is always the per-image method)"),
         limit: Optional[int] = typer.Option(None, "--limit", help="audit a seeded, class-mixed subset of N images"),
         batch_size: int = typer.Option(32, "--batch-size"),
-        compare_n: int = typer.Option(16, "--compare-n", help="images for the explainer comparison and curves"),
+        compare_n: Optional[int] = typer.Option(None, "--compare-n", help="images for the explainer comparison and "
+                                                "deletion/insertion curves [default: 16; 10 with --demo]"),
         sanity_n: int = typer.Option(4, "--sanity-n", help="images for the model-randomisation check"),
         data_checks: bool = typer.Option(True, "--data-checks/--no-data-checks", help="near twins and confounders"),
         training_data: Optional[str] = typer.Option(None, "--training-data",
@@ -54,6 +55,8 @@ def _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n
     from tumorlens.data.sources import open_dataset
     from tumorlens.models.checkpoint import load_model
 
+    if compare_n is None:
+        compare_n = 10 if demo else 16  # the demo must finish within two minutes on two cores
     if training_data is None:
         # the demo must stay quick: it reads no training folder, only hashes stored in the checkpoint
         training_data = "stored" if demo else "auto"

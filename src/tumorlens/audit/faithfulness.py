@@ -66,10 +66,14 @@ def deletion_insertion(
     n_steps: int = N_STEPS,
     batch_size: int = 64,
     progress=None,
+    endpoints: np.ndarray | None = None,
 ) -> Curves:
     """Curves for N images (display space, (N,S,S)) explained by heatmaps (N,S,S) for `targets`.
 
     fills: (N,) grey for deleted pixels (the background grey); 0 if omitted.
+    endpoints: optional (N, 3) P(target) of the original, the all-deleted and the blurred image,
+    which no heatmap changes (see curve_endpoints); passing them spares 4 passes per image when
+    several explainers are compared on the same images.
     progress: optional callable(n_done) for a progress bar.
     """
     images01 = np.asarray(images01, np.float32)
@@ -78,23 +82,46 @@ def deletion_insertion(
     dele = np.zeros((n, n_steps + 1), np.float32)
     ins = np.zeros((n, n_steps + 1), np.float32)
     fills = np.zeros(n, np.float32) if fills is None else np.asarray(fills, np.float32)
-    # a few images per forward batch: each contributes 2 * (n_steps + 1) copies
-    per_batch = max(1, batch_size // (2 * (n_steps + 1)))
+    if endpoints is None:
+        endpoints = curve_endpoints(model, images01, targets, fills, batch_size)
+    inner = n_steps - 1  # the heatmap only decides the steps strictly between the endpoints
+    per_batch = max(1, batch_size // max(2 * inner, 1))
     for start in range(0, n, per_batch):
         idx = range(start, min(n, start + per_batch))
         stacks = []
         for i in idx:
             img = images01[i]
             order = pixel_order(heatmaps[i], seed=i)
-            sigma = max(1.0, BLUR_SIGMA_FRACTION * img.shape[0])
-            blurred = cv2.GaussianBlur(img, (0, 0), sigma)
-            stacks.append(_perturbed(img, np.full_like(img, fills[i]), order, n_steps))
-            stacks.append(_perturbed(blurred, img, order, n_steps))
-        probs = probabilities01(model, np.concatenate(stacks), batch_size=batch_size)
-        probs = probs.reshape(len(idx), 2, n_steps + 1, -1)
+            stacks.append(_perturbed(img, np.full_like(img, fills[i]), order, n_steps)[1:-1])
+            stacks.append(_perturbed(_blurred(img), img, order, n_steps)[1:-1])
+        if inner > 0:
+            probs = probabilities01(model, np.concatenate(stacks), batch_size=batch_size)
+            probs = probs.reshape(len(idx), 2, inner, -1)
         for j, i in enumerate(idx):
-            dele[i] = probs[j, 0, :, targets[i]]
-            ins[i] = probs[j, 1, :, targets[i]]
+            original, deleted, blurred = endpoints[i]
+            dele[i, 0], dele[i, -1] = original, deleted
+            ins[i, 0], ins[i, -1] = blurred, original
+            if inner > 0:
+                dele[i, 1:-1] = probs[j, 0, :, targets[i]]
+                ins[i, 1:-1] = probs[j, 1, :, targets[i]]
         if progress is not None:
             progress(len(idx))
     return Curves(fracs, dele, ins)
+
+
+def _blurred(img: np.ndarray) -> np.ndarray:
+    sigma = max(1.0, BLUR_SIGMA_FRACTION * img.shape[0])
+    return cv2.GaussianBlur(img, (0, 0), sigma)
+
+
+def curve_endpoints(model: TumorModel, images01: np.ndarray, targets: np.ndarray, fills: np.ndarray,
+                    batch_size: int = 64) -> np.ndarray:
+    """(N, 3) P(target) of each original image, of it with every pixel deleted, and of its blurred
+    copy: the curves' fixed ends, the same for every explainer."""
+    images01 = np.asarray(images01, np.float32)
+    n = len(images01)
+    stack = np.concatenate([images01, np.broadcast_to(np.asarray(fills, np.float32)[:, None, None], images01.shape),
+                            np.stack([_blurred(im) for im in images01])])
+    p = probabilities01(model, stack, batch_size).reshape(3, n, -1)
+    t = np.asarray(targets)
+    return np.stack([p[k, np.arange(n), t] for k in range(3)], axis=1)

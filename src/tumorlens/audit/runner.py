@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from tumorlens.audit import attention as att
 from tumorlens.audit.config import DEFAULT_METHODS, PRIMARY_METHOD, AuditConfig, AuditError  # noqa: F401
 from tumorlens.audit.counterfactuals import background_value, counterfactual_table, summarise_counterfactuals
-from tumorlens.audit.faithfulness import deletion_insertion
+from tumorlens.audit.faithfulness import curve_endpoints, deletion_insertion
 from tumorlens.audit.forward import probabilities01, to_input
 from tumorlens.audit.regions import Regions, segment_regions
 from tumorlens.audit.sanity import cascading_randomisation
@@ -247,6 +247,7 @@ def compare_explainers(model: TumorModel, audited: SampleSet, per: PerImage, tru
     fills = np.array([per.fills[i] for i in idx], np.float32)
     maps_label = {i: per.region_map[i] for i in idx}
     rows, curves, sanity, examples = [], {}, {}, {}
+    ends = curve_endpoints(model, display, targets, fills, max(cfg.batch_size, 64))
     bar = tqdm(total=len(cfg.methods) * (len(idx) + min(cfg.sanity_n, len(idx))),
                desc="comparing explainers", unit="img", disable=not cfg.progress)
     for method in cfg.methods:
@@ -261,7 +262,7 @@ def compare_explainers(model: TumorModel, audited: SampleSet, per: PerImage, tru
             reg = Regions(background=lm == 0, skull=lm == 1, brain=lm == 2, head=lm > 0)
             atts.append(att.analyse_attention(heat[j], reg, per.tumor[i], correct=bool(targets[j] == truth[i])))
         c = deletion_insertion(model, display, heat, targets, fills, batch_size=max(cfg.batch_size, 64),
-                               progress=bar.update)
+                               progress=bar.update, endpoints=ends)
         curves[method] = {"fractions": c.fractions.tolist(), "deletion": c.deletion.mean(0).tolist(),
                           "insertion": c.insertion.mean(0).tolist()}
         n_s = min(cfg.sanity_n, len(idx))
