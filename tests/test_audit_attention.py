@@ -73,9 +73,10 @@ def test_no_tumor_gives_nan_tumor_measures_and_missed_flag_only_with_tumor():
     reg, tumor = regions_and_tumor()
     a = A.analyse_attention(blob(40, 25), reg, np.zeros((S, S), bool), correct=True)
     assert math.isnan(a.energy_tumor) and math.isnan(a.pointing_hit) and not a.has_tumor
-    assert a.focus == A.FOCUS_BRAIN and a.flags == []
+    assert a.focus == A.FOCUS_BRAIN_UNMARKED and a.flags == []  # "brain", not "brain outside the tumor"
+    assert A.analyse_attention(blob(40, 25), reg, None).focus == A.FOCUS_BRAIN_UNMARKED
     b = A.analyse_attention(blob(40, 25), reg, tumor, correct=True)
-    assert b.flags == [A.FLAG_TUMOR_MISSED]
+    assert b.focus == A.FOCUS_BRAIN and b.flags == [A.FLAG_TUMOR_MISSED]
 
 
 def test_uniform_heatmap_has_concentration_one():

@@ -11,7 +11,8 @@ Terms used throughout the audit (and printed in the report):
   pixels of it (at model input size; Zhang et al. 2016 used 15 px at 224 px).
 - focus = the attention zone holding the peak: "tumor" (within the tolerance), "brain outside the
   tumor", "skull or edge" (skull-and-scalp ring, or head tissue in the image's outer border band,
-  where the frame cuts the head), "background" (outside the head).
+  where the frame cuts the head), "background" (outside the head); on images with no tumor marked
+  (no mask, or a slice without tumor) a peak in the brain is just "brain".
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ PEAK_SMOOTH_SIGMA = 1.0
 
 FOCUS_TUMOR = "tumor"
 FOCUS_BRAIN = "brain outside the tumor"
+FOCUS_BRAIN_UNMARKED = "brain"  # no tumor marked on this image: nothing to be outside of
 FOCUS_SKULL = "skull or edge"
 FOCUS_BACKGROUND = "background"
-FOCUS_LABELS = (FOCUS_TUMOR, FOCUS_BRAIN, FOCUS_SKULL, FOCUS_BACKGROUND)
+FOCUS_LABELS = (FOCUS_TUMOR, FOCUS_BRAIN, FOCUS_BRAIN_UNMARKED, FOCUS_SKULL, FOCUS_BACKGROUND)
 OUTSIDE_BRAIN = (FOCUS_SKULL, FOCUS_BACKGROUND)
 
 FLAG_RIGHT_WRONG_REASON = "correct but focused outside the brain"
@@ -150,6 +152,8 @@ def analyse_attention(
         focus = FOCUS_TUMOR
     else:
         focus = next(name for name in (FOCUS_SKULL, FOCUS_BACKGROUND, FOCUS_BRAIN, FOCUS_TUMOR) if zones[name][py, px])
+        if focus == FOCUS_BRAIN and not has_tumor:
+            focus = FOCUS_BRAIN_UNMARKED
 
     flags: list[str] = []
     if correct is True and focus in OUTSIDE_BRAIN:

@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 
 from tumorlens.audit.attention import FOCUS_LABELS  # noqa: E402
 
-FOCUS_COLOURS = {"tumor": "#2e7d32", "brain outside the tumor": "#90caf9", "skull or edge": "#ef6c00",
-                 "background": "#c62828"}
+FOCUS_COLOURS = {"tumor": "#2e7d32", "brain outside the tumor": "#90caf9", "brain": "#bbdefb",
+                 "skull or edge": "#ef6c00", "background": "#c62828"}
 
 
 def _save(fig, path: Path) -> Path:
@@ -100,7 +100,7 @@ def focus_bars(counts_correct: dict, counts_wrong: dict, path: Path) -> Path:
     ax.set_yticks(range(len(groups)), [g[0] for g in groups])
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of images by where the Grad-CAM peak lies")
-    ax.legend(ncol=4, fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, 1.35), frameon=False)
+    ax.legend(ncol=5, fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, 1.35), frameon=False)
     return _save(fig, path)
 
 

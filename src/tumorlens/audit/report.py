@@ -144,12 +144,19 @@ def _counterfactual_examples(df: pd.DataFrame, per, path: Path) -> Path:
 
 
 def _method_examples(examples: dict, per, df: pd.DataFrame, idx: np.ndarray, path: Path) -> Path:
-    """The first images of the comparison subset, one column per explainer."""
-    n = min(min(len(v) for v in examples.values()), 3)
+    """Up to three images of the comparison subset (different classes first), one column per explainer."""
+    n = min(len(v) for v in examples.values())
+    seen, order = set(), []
+    for j in range(n):  # first image of each class, then the rest
+        c = df.iloc[int(idx[j])]["truth"]
+        if c not in seen:
+            seen.add(c)
+            order.append(j)
+    order = (order + [j for j in range(n) if j not in order])[:3]
     tiles, caps = [], []
     from tumorlens.explain import overlay
 
-    for j in range(n):
+    for j in order:
         i = int(idx[j])
         img = per.display[i].astype(np.float32) / 255
         for method, maps in examples.items():
