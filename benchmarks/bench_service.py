@@ -155,6 +155,9 @@ def bench_load(args) -> list[str]:
             model = srv.health["model"]
             run_load(srv.url, "/v1/predict", payloads, 50, args.clients, "warm-up")
             run_load(srv.url, "/v1/explain?method=gradcam", payloads, 20, args.clients, "warm-up explain")
+            # one client alone: the server's own time per request, without queueing behind the others
+            s_lat, s_err, _, _ = run_load(srv.url, "/v1/predict", payloads, 100, 1, "predict, 1 client")
+            x_lat, x_err, _, _ = run_load(srv.url, "/v1/explain?method=gradcam", payloads, 50, 1, "explain, 1 client")
             rss0 = rss_mb(srv.proc.pid)
             p_lat, p_err, p_wall, p_health = run_load(srv.url, "/v1/predict", payloads, args.predict, args.clients, "predict")
             rss1 = rss_mb(srv.proc.pid)
@@ -177,11 +180,15 @@ def bench_load(args) -> list[str]:
         f"| /v1/explain (Grad-CAM) | {args.explain} | {len(e_err)} | {pct(e_lat, 50):.0f} | {pct(e_lat, 95):.0f} | < 300 | "
         f"{args.explain / e_wall:.1f} | {pct(e_health, 95):.0f} |",
         "",
+        f"One client alone (no queueing): /v1/predict p50 {pct(s_lat, 50):.0f} ms, p95 {pct(s_lat, 95):.0f} ms "
+        f"(100 requests, {len(s_err)} errors); /v1/explain p50 {pct(x_lat, 50):.0f} ms, p95 {pct(x_lat, 95):.0f} ms "
+        f"(50 requests, {len(x_err)} errors).",
+        "",
         f"Server RSS: {rss0:.0f} MB after warm-up, {rss1:.0f} MB after the {args.predict} predictions "
         f"({rss1 - rss0:+.0f} MB), {rss2:.0f} MB after the {args.explain} explanations ({rss2 - rss1:+.0f} MB).",
     ]
-    if p_err or e_err:
-        lines.append(f"First errors: {(p_err + e_err)[:3]}")
+    if p_err or e_err or s_err or x_err:
+        lines.append(f"First errors: {(p_err + e_err + s_err + x_err)[:3]}")
     return lines
 
 
