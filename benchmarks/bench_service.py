@@ -169,7 +169,7 @@ def bench_load(args) -> list[str]:
             srv.stop()
     lines = [
         f"Model: {model['name']} `{model['version']}`; {args.clients} concurrent clients (threads) on the same 2-core "
-        f"machine as the server; server defaults (2 workers, 1 torch thread); uploads cycle through 100 Kaggle "
+        f"machine as the server; server {args.workers or 2} worker(s), {args.threads or 1} torch thread(s); uploads cycle through 100 Kaggle "
         f"Testing JPEGs and 100 figshare PNGs. Machine load average (1 min) {load_before:.1f} before and "
         f"{load_after:.1f} after the run (other jobs share the 2 cores).",
         "",
