@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import types
-from collections import OrderedDict
+import weakref
 from typing import Iterator
 from unittest import mock
 
@@ -25,8 +25,9 @@ from tumorlens.explain.methods import ExplainError
 from tumorlens.explain.model_access import ChannelsLast
 
 _GRADIENT_FREE = {"eigencam", "scorecam"}
-_CACHE_SIZE = 16
-_cache: "OrderedDict[tuple, object]" = OrderedDict()
+# network -> {(layer name, method): CAM object}. Weak keys: the cache never keeps a network alive
+# (between calls a cached CAM object holds only its target layer, not the network).
+_cache: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 
 
@@ -40,20 +41,23 @@ def _cam_class(method: str):
 
 
 def cam_object(wrapper: ChannelsLast, layer_name: str, layer: nn.Module, method: str):
-    """The cached CAM object for this network, layer and method (built once, hooks released)."""
-    key = (id(wrapper.net), layer_name, method)
+    """The CAM object for this network, layer and method: built once, then reused."""
     with _cache_lock:
-        entry = _cache.get(key)
-        # The entry holds the network, so its id cannot have been reused by another object.
-        if entry is not None and entry.target_layers[0] is layer:
-            _cache.move_to_end(key)
-            return entry
-        cam = _cam_class(method)(model=wrapper, target_layers=[layer])
-        cam.activations_and_grads.release()
-        _cache[key] = cam
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+        per_net = _cache.setdefault(wrapper.net, {})
+        cam = per_net.get((layer_name, method))
+        if cam is None or cam.target_layers[0] is not layer:
+            cam = _cam_class(method)(model=wrapper, target_layers=[layer])
+            _detach(cam)
+            per_net[(layer_name, method)] = cam
         return cam
+
+
+def _detach(cam) -> None:
+    """Remove the CAM object's hooks and its references to the network (until the next call)."""
+    cam.activations_and_grads.release()
+    cam.activations_and_grads.model = None
+    cam.model = None
+    cam.outputs = None  # the last batch's output and graph
 
 
 def clear_cache() -> None:
@@ -62,7 +66,7 @@ def clear_cache() -> None:
 
 
 @contextlib.contextmanager
-def _hooked(cam, layer: nn.Module, layer_name: str, needs_grad: bool) -> Iterator[None]:
+def _hooked(cam, wrapper: ChannelsLast, layer: nn.Module, layer_name: str, needs_grad: bool) -> Iterator[None]:
     from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 
     def check_and_root(module, inputs, output):
@@ -78,13 +82,13 @@ def _hooked(cam, layer: nn.Module, layer_name: str, needs_grad: bool) -> Iterato
 
     # Registered before the library's hooks, so theirs see the re-rooted tensor.
     handle = layer.register_forward_hook(check_and_root)
-    cam.activations_and_grads = ActivationsAndGradients(cam.model, [layer], cam.reshape_transform, cam.detach)
+    cam.model = wrapper
+    cam.activations_and_grads = ActivationsAndGradients(wrapper, [layer], cam.reshape_transform, cam.detach)
     try:
         yield
     finally:
-        cam.activations_and_grads.release()
         handle.remove()
-        cam.outputs = None  # drop the last batch's graph
+        _detach(cam)
 
 
 @contextlib.contextmanager
@@ -124,7 +128,7 @@ def run_cam(wrapper: ChannelsLast, layer_name: str, layer: nn.Module, method: st
     patch = mock.patch("pytorch_grad_cam.score_cam.tqdm", _silent_tqdm) if method == "scorecam" else contextlib.nullcontext()
 
     maps, used = [], []
-    with _hooked(cam, layer, layer_name, needs_grad), _seeded(params.get("seed")), patch, grad_mode:
+    with _hooked(cam, wrapper, layer, layer_name, needs_grad), _seeded(params.get("seed")), patch, grad_mode:
         for i in range(0, len(x), step):
             chunk = x[i : i + step]
             chunk_targets = None if targets is None else [ClassifierOutputTarget(int(t)) for t in targets[i : i + step]]

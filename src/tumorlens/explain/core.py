@@ -38,19 +38,6 @@ class Explanation:
         return len(self.heatmaps)
 
 
-# One wrapper per network, so cached CAM objects keep seeing the same model object.
-_wrappers: dict[int, ChannelsLast] = {}
-
-
-def _wrapper(net: torch.nn.Module) -> ChannelsLast:
-    w = _wrappers.get(id(net))
-    if w is None or w.net is not net:
-        if len(_wrappers) > 16:
-            _wrappers.clear()
-        w = _wrappers[id(net)] = ChannelsLast(net)
-    return w
-
-
 def explain(model, images, method: str = "gradcam", targets=None, batch_size: int = 32, layer: str | None = None,
             *, arch: str | None = None, progress: bool = False, **params) -> Explanation:
     """Explain a model's decisions on a batch of preprocessed images.
@@ -85,7 +72,7 @@ def explain(model, images, method: str = "gradcam", targets=None, batch_size: in
         return Explanation(empty, empty.copy(), np.zeros(0, np.int64), spec.name, layer_name, p)
 
     to_channels_last(view.net)
-    wrapper = _wrapper(view.net)
+    wrapper = ChannelsLast(view.net)
     bar = None
     if progress:
         from tqdm.auto import tqdm
