@@ -13,9 +13,8 @@ from typer.testing import CliRunner
 from tumorlens.cli import app
 from tumorlens.data.synthetic import make_phantoms
 from tumorlens.evaluation.calibration import expected_calibration_error, fit_temperature
-from tumorlens.models import CheckpointError, build_model, load_model, save_checkpoint
+from tumorlens.models import CheckpointError, build_model, load_model
 from tumorlens.models.registry import PretrainedWeightsError
-from tumorlens.data.preprocess import PreprocessRecipe
 from tumorlens.training.losses import FocalLoss
 from tumorlens.training.trainer import TrainConfig, train
 
