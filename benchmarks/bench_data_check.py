@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import resource
 import statistics
 import subprocess
@@ -29,11 +28,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results  # noqa: E402  (benchmarks/results.py: one RESULTS.md section per script)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 KAGGLE = SHARED / "brain-tumor-mri"
 FIGSHARE = SHARED / "figshare-brain-tumor"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "bench_data_check.py"
 THRESHOLDS = (0, 2, 4, 6, 8)
 REPEATS = 3
@@ -41,11 +42,7 @@ REPEATS = 3
 
 def write_section(body: str) -> None:
     """Replace only our own `## bench_data_check.py` section."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    section = f"## {SECTION}\n\n{body.strip()}\n\n"
-    pattern = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    RESULTS.write_text(text)
+    results.write_section(SECTION, body)
 
 
 def time_in_process(path: Path, **kw):
