@@ -156,6 +156,16 @@ def _finding_lines(summary: dict) -> str:
     return "\n".join(lines) if lines else "- (no findings recorded)"
 
 
+def _short(arg: str) -> str:
+    """Paths as a reader in the repository would type them."""
+    if not arg.startswith("/"):
+        return arg
+    p = Path(arg)
+    if p.is_relative_to(ROOT):
+        return str(p.relative_to(ROOT))
+    return "../" + str(p.relative_to(ROOT.parent)) if p.is_relative_to(ROOT.parent) else arg
+
+
 def _f(x) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
@@ -174,10 +184,11 @@ def bench_speed(out_root: Path, which: list[str]) -> None:
     for name in which:
         args, budget = runs[name]
         secs, cpu, load, summary = run_audit(args, out_root / name)
-        shown = " ".join("../" + str(Path(a).relative_to(ROOT.parent)) if a.startswith("/") and
-                         Path(a).is_relative_to(ROOT.parent) else a for a in args)
-        body = f"""Command: `tumorlens audit {shown} --out {out_root / name}` ({time.strftime('%Y-%m-%d %H:%M')}),
-via `.venv/bin/python benchmarks/bench_audit.py speed --runs {name}`; model `{shown_model}`.
+        shown = " ".join(_short(a) for a in args)
+        env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS") if k in os.environ)
+        env = env + " " if env else ""
+        body = f"""Command: `{env}tumorlens audit {shown} --out {out_root / name}` ({time.strftime('%Y-%m-%d %H:%M')}),
+via `{env}.venv/bin/python benchmarks/bench_audit.py speed --runs {name}`; model `{shown_model}`.
 
 | images audited | wall s | CPU s (audit process) | budget s | within budget | 1-min load before / after |
 |---:|---:|---:|---:|---|---|
@@ -190,7 +201,7 @@ What the audit found:
 
 {_finding_lines(summary)}
 """
-        write_subsection(f"audit: {name}", body)
+        write_subsection(f"audit: {name}" + (f" ({env.strip()})" if env else ""), body)
         print(f"{name}: {secs:.0f} s wall, {cpu:.0f} s CPU", flush=True)
 
 

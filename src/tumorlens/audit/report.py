@@ -9,11 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, Undefined, select_autoescape
 
 from tumorlens.audit import figures as F
 from tumorlens.audit.attention import OUTSIDE_BRAIN
 from tumorlens.audit.counterfactuals import remove_tumor, tumor_only
+
+
+def _missing(x) -> bool:
+    return x is None or isinstance(x, Undefined) or (isinstance(x, float) and not np.isfinite(x))
 
 
 def _b64(path: Path) -> str:
@@ -114,8 +118,8 @@ def write_report(summary: dict, df: pd.DataFrame, per, examples: dict, idx: np.n
         figs["methods"] = _b64(_method_examples(examples, per, df, idx, fig_dir / "explainers.jpg"))
 
     env = Environment(loader=PackageLoader("tumorlens.audit", "templates"), autoescape=select_autoescape(["html", "j2"]))
-    env.filters["pct"] = lambda x, d=1: "n/a" if x is None else f"{x:.{d}%}"
-    env.filters["num"] = lambda x, d=2: "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{d}f}"
+    env.filters["pct"] = lambda x, d=1: "n/a" if _missing(x) else f"{x:.{d}%}"
+    env.filters["num"] = lambda x, d=2: "n/a" if _missing(x) else f"{x:.{d}f}"
     page = env.get_template("report.html.j2").render(s=summary, figs=figs, galleries=galleries,
                                                      checks=_checks_view(summary.get("data_checks")))
     path = out / "report.html"
@@ -124,19 +128,26 @@ def write_report(summary: dict, df: pd.DataFrame, per, examples: dict, idx: np.n
 
 
 def _counterfactual_examples(df: pd.DataFrame, per, path: Path) -> Path:
-    """Original / tumor removed / tumor only for the cases with the largest and smallest Delta-Drop."""
-    d = df[df["delta_drop"].notna()].sort_values("delta_drop")
-    picks = list(d.index[-2:][::-1]) + [i for i in d.index[:2] if i not in d.index[-2:]]
+    """Original / tumor removed / tumor only: per class the correct case nearest the class's median
+    Delta-Drop (what is typical), then the largest and the smallest Delta-Drop overall (the extremes)."""
+    d = df[df["delta_drop"].notna()]
+    picks: list[int] = []
+    for _, g in d[d["correct"]].groupby("truth"):
+        picks.append(int((g["delta_drop"] - g["delta_drop"].median()).abs().idxmin()))
+    for i in (d["delta_drop"].idxmax(), d["delta_drop"].idxmin()):
+        if int(i) not in picks:
+            picks.append(int(i))
     tiles, caps = [], []
-    for i in picks:
+    for i in picks[:6]:
         img = per.display[i].astype(np.float32) / 255
         t = per.tumor[i]
         rem = remove_tumor(img, t)
         only = tumor_only(img, t, per.fills[i])
         row = df.loc[i]
         name = Path(str(row["path"])).name
-        for im, cap in ((img, f"{name} ({row['truth']})\noriginal: P(true) {row['p_true']:.2f}"),
-                        (rem, f"tumor removed: P(true) {row['p_true_removed']:.2f}\nDelta-Drop {row['delta_drop']:+.2f}"),
+        for im, cap in ((img, f"{name} ({row['truth']}, predicted {row['prediction']})\noriginal: P(true) {row['p_true']:.2f}"),
+                        (rem, f"tumor removed: P(true) {row['p_true_removed']:.2f}, predicted "
+                              f"{row['prediction_tumor_removed']}\nDelta-Drop {row['delta_drop']:+.2f}"),
                         (only, f"tumor only: P(true) {row['p_true_tumor_only']:.2f}\n(Delta-Focus)")):
             tiles.append((np.clip(im, 0, 1) * 255).astype(np.uint8))
             caps.append(cap)

@@ -35,6 +35,7 @@ from tumorlens.audit.shortcuts import blank_brain, brain_only, shortcut_test
 from tumorlens.data.sample import SampleSet
 from tumorlens.models.checkpoint import TumorModel
 
+
 # -- explainers -----------------------------------------------------------------------------------
 def _explainer(method: str, batch_size: int) -> Callable[[TumorModel, torch.Tensor, np.ndarray], np.ndarray]:
     from tumorlens.explain import explain
@@ -404,6 +405,28 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     return summary
 
 
+def by_class(df: pd.DataFrame) -> list[dict]:
+    """One row per true class: accuracy, off-target focus, and where masks exist, tumor localisation
+    and the counterfactual deltas (the classes can behave very differently)."""
+    rows = []
+    for cls, d in df.groupby("truth"):
+        ok = d[d["correct"]]
+        tum = d[d["has_tumor"]]
+        row = {"class": cls, "n": int(len(d)), "accuracy": float(d["correct"].mean()),
+               "correct_focused_outside_brain": float(ok["focus"].isin(att.OUTSIDE_BRAIN).mean()) if len(ok) else None,
+               "n_with_tumor_mask": int(len(tum)),
+               "energy_tumor": float(tum["energy_tumor"].mean()) if len(tum) else None,
+               "concentration_tumor": float(tum["concentration_tumor"].mean()) if len(tum) else None,
+               "pointing_game": float(tum["pointing_hit"].mean()) if len(tum) else None,
+               "prediction_brain_blanked_right": float((d["prediction_brain_blanked"] == d["truth"]).mean())
+               if "prediction_brain_blanked" in d else None}
+        if "delta_drop" in d and d["delta_drop"].notna().any():
+            row["delta_drop"] = float(d["delta_drop"].mean())
+            row["delta_focus"] = float(d["delta_focus"].mean())
+        rows.append(row)
+    return rows
+
+
 def summarise_attention(df: pd.DataFrame, keep: np.ndarray | None) -> dict:
     def part(d: pd.DataFrame) -> dict:
         ok = d[d["correct"]]
@@ -418,6 +441,7 @@ def summarise_attention(df: pd.DataFrame, keep: np.ndarray | None) -> dict:
             "focus_counts_wrong": {f: int((wrong["focus"] == f).sum()) for f in att.FOCUS_LABELS},
             "mean_energy": {k: float(d[f"energy_{k}"].mean()) for k in ("background", "skull", "brain")},
             "mean_energy_tumor": float(tum["energy_tumor"].mean()) if len(tum) else None,
+            "mean_concentration_tumor": float(tum["concentration_tumor"].mean()) if len(tum) else None,
             "pointing_game": float(tum["pointing_hit"].mean()) if len(tum) else None,
             "n_with_tumor_mask": int(len(tum)),
             "flag_counts": {fl: int(d["flags"].str.contains(fl, regex=False).sum())
@@ -425,7 +449,7 @@ def summarise_attention(df: pd.DataFrame, keep: np.ndarray | None) -> dict:
                                        att.FLAG_TUMOR_MISSED)},
         }
 
-    res = {"method": PRIMARY_METHOD, "all": part(df)}
+    res = {"method": PRIMARY_METHOD, "all": part(df), "by_class": by_class(df)}
     if keep is not None and keep.any():
         res["leakage_free"] = part(df[keep])
     return res
