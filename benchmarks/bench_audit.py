@@ -53,7 +53,7 @@ def bench_regions() -> str:
     import pandas as pd
     from tqdm import tqdm
 
-    from tumorlens.audit.regions import RING_FRACTION, segment_regions
+    from tumorlens.audit.regions import PEEL_FRACTION, RING_FRACTION, segment_regions
     from tumorlens.data.preprocess import PreprocessRecipe
 
     recipe = PreprocessRecipe()  # the audit segments the display image at model size
@@ -95,7 +95,8 @@ def bench_regions() -> str:
         f"| {cls} | {v[1] / v[0]:.4f} |" for cls, v in sorted(by_class.items())
     )
     return f"""Command: `.venv/bin/python benchmarks/bench_audit.py regions` ({time.strftime('%Y-%m-%d')}).
-segment_regions on the recipe's display image ({recipe.size} px), ring = {RING_FRACTION} x head radius.
+segment_regions on the recipe's display image ({recipe.size} px): ring = {RING_FRACTION} x head radius, dark bone
+peeled up to {PEEL_FRACTION} x radius deeper.
 
 Figshare, all {len(meta)} slices, expert tumor masks brought to model geometry:
 

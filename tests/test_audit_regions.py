@@ -76,3 +76,21 @@ def test_from_masks_makes_a_partition():
     reg = Regions.from_masks(head, brain)
     assert ((reg.background.astype(int) + reg.skull + reg.brain) == 1).all()
     assert (reg.label_map()[brain] == 2).all()
+
+
+def test_regions_on_data_phantoms_with_exact_masks():
+    """The data part's phantoms carry exact head/brain masks: the segmentation must agree."""
+    from tumorlens.data.preprocess import PreprocessRecipe
+    from tumorlens.data.synthetic import make_phantoms
+
+    recipe = PreprocessRecipe(size=128)
+    for s in make_phantoms(16, size=128, seed=3).samples:  # varied head size, tilt and skull thickness
+        reg = segment_regions(recipe.display(s.image))
+        head, brain = s.meta["head_mask"], s.meta["brain_mask"]
+        assert iou(reg.head, head) > 0.9, s.path
+        assert iou(reg.brain, brain) > 0.8, s.path
+        skull = s.meta["skull_mask"]
+        assert (reg.brain & skull).sum() < 0.15 * skull.sum(), s.path  # the bone stays out of the brain
+        if s.mask.any():
+            assert (reg.brain & s.mask).sum() / s.mask.sum() > 0.98, s.path
+        assert reg.background[~ndi.binary_dilation(head, iterations=2)].all()
