@@ -36,10 +36,10 @@ SECTION = "bench_audit.py"
 def write_subsection(name: str, body: str) -> None:
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     head = f"## {SECTION}"
-    sec_re = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    sec_re = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
     m = sec_re.search(text)
     section = m.group(0) if m else f"{head}\n\n"
-    sub_re = re.compile(rf"^### {re.escape(name)}\n.*?(?=^### |\Z)", re.S | re.M)
+    sub_re = re.compile(rf"^### {re.escape(name)}\n.*?(?=^### |\Z)", re.DOTALL | re.MULTILINE)
     new_sub = f"### {name}\n\n{body.strip()}\n\n"
     section = sub_re.sub(lambda _: new_sub, section) if sub_re.search(section) else section.rstrip() + "\n\n" + new_sub
     if not section.endswith("\n\n"):

@@ -1,7 +1,6 @@
 """Counterfactual edits and their bookkeeping, with a tiny model whose answer is known."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from torch import nn

@@ -5,7 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from tumorlens.audit.faithfulness import curve_endpoints, deletion_insertion, pixel_order
+from tumorlens.audit.faithfulness import (
+    curve_endpoints,
+    deletion_insertion,
+    pixel_order,
+)
 from tumorlens.audit.sanity import cascading_randomisation, randomisable_layers
 from tumorlens.data.preprocess import PreprocessRecipe
 from tumorlens.models.checkpoint import TumorModel

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -11,26 +10,26 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def audit(
-        model: Optional[Path] = typer.Option(None, "--model", help="checkpoint file (model.pt)"),
-        data: Optional[Path] = typer.Option(None, "--data", help="dataset folder (give the root with Training/ and "
+        model: Path | None = typer.Option(None, "--model", help="checkpoint file (model.pt)"),
+        data: Path | None = typer.Option(None, "--data", help="dataset folder (give the root with Training/ and "
                                             "Testing/ so leakage can be checked)"),
         out: Path = typer.Option(Path("runs/audit"), "--out", help="output folder: report.html, summary.json, "
                                  "gradcam_analysis.csv, figures/"),
         demo: bool = typer.Option(False, "--demo", help="the bundled model on the bundled sample slices"),
         methods: str = typer.Option(",".join(_default_methods()), "--methods",
                                     help="explainers to compare (Grad-CAM is always the per-image method)"),
-        limit: Optional[int] = typer.Option(None, "--limit", help="audit a seeded, class-mixed subset of N images"),
+        limit: int | None = typer.Option(None, "--limit", help="audit a seeded, class-mixed subset of N images"),
         batch_size: int = typer.Option(32, "--batch-size"),
-        compare_n: Optional[int] = typer.Option(None, "--compare-n", help="images for the explainer comparison and "
+        compare_n: int | None = typer.Option(None, "--compare-n", help="images for the explainer comparison and "
                                                 "deletion/insertion curves [default: 16; 10 with --demo]"),
         sanity_n: int = typer.Option(4, "--sanity-n", help="images for the model-randomisation check"),
         data_checks: bool = typer.Option(True, "--data-checks/--no-data-checks", help="near twins and confounders"),
-        training_data: Optional[str] = typer.Option(None, "--training-data",
+        training_data: str | None = typer.Option(None, "--training-data",
                                                     help="the model's training data, to find audited images it has "
                                                     "seen: 'auto' (hashes stored in the checkpoint, else the folder it "
                                                     "names; the default), 'stored' (hashes only; the --demo default), "
                                                     "'none', or a folder"),
-        class_map: Optional[str] = typer.Option(None, "--class-map", help="rename dataset classes: old=new,..."),
+        class_map: str | None = typer.Option(None, "--class-map", help="rename dataset classes: old=new,..."),
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
         """Is the accuracy real, and does the model decide from the tumor? Writes report.html (+ CSV, JSON)."""

@@ -110,7 +110,7 @@ def summarise_counterfactuals(df: pd.DataFrame, truth: np.ndarray, classes: list
         if part.empty:
             return {"n": 0}
         return {
-            "n": int(len(part)),
+            "n": len(part),
             "delta_drop_mean": float(part["delta_drop"].mean()),
             "delta_drop_median": float(part["delta_drop"].median()),
             "delta_focus_mean": float(part["delta_focus"].mean()),

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from tumorlens.audit.attention import FOCUS_LABELS  # noqa: E402
+from tumorlens.audit.attention import FOCUS_LABELS
 
 FOCUS_COLOURS = {"tumor": "#2e7d32", "brain outside the tumor": "#90caf9", "brain": "#bbdefb",
                  "skull or edge": "#ef6c00", "background": "#c62828"}

@@ -56,7 +56,7 @@ class Regions:
         return out
 
     @classmethod
-    def from_masks(cls, head: np.ndarray, brain: np.ndarray) -> "Regions":
+    def from_masks(cls, head: np.ndarray, brain: np.ndarray) -> Regions:
         """Regions from known head and brain masks (synthetic phantoms carry exact ones)."""
         head = np.asarray(head, bool)
         brain = np.asarray(brain, bool) & head

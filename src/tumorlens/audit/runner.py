@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -25,8 +25,12 @@ import torch
 from tqdm.auto import tqdm
 
 from tumorlens.audit import attention as att
-from tumorlens.audit.config import DEFAULT_METHODS, PRIMARY_METHOD, AuditConfig, AuditError  # noqa: F401
-from tumorlens.audit.counterfactuals import background_value, counterfactual_table, summarise_counterfactuals
+from tumorlens.audit.config import PRIMARY_METHOD, AuditConfig, AuditError
+from tumorlens.audit.counterfactuals import (
+    background_value,
+    counterfactual_table,
+    summarise_counterfactuals,
+)
 from tumorlens.audit.faithfulness import curve_endpoints, deletion_insertion
 from tumorlens.audit.forward import probabilities01, to_input
 from tumorlens.audit.regions import Regions, segment_regions
@@ -156,7 +160,7 @@ def model_training_twins(model: TumorModel, samples: SampleSet, audited: SampleS
     if va.any() and len(hb):
         twin[va] = nearest_distance(ha[va], hb) <= DEFAULT_HAMMING
     where = f"{info['path']}{', split ' + info['split'] if info['split'] else ''}"
-    info.update(checked=True, n_training_images=int(len(hb)), n_twins=int(twin.sum()), hamming=DEFAULT_HAMMING,
+    info.update(checked=True, n_training_images=len(hb), n_twins=int(twin.sum()), hamming=DEFAULT_HAMMING,
                 note=(f"{int(twin.sum())} of {len(audited)} audited images have a near twin in the model's training "
                       f"data ({where}; {len(hb)} images, {info['source']})"))
     return twin, info
@@ -274,7 +278,7 @@ def compare_explainers(model: TumorModel, audited: SampleSet, per: PerImage, tru
         hits = [a.pointing_hit for a in atts if a.has_tumor]
         rows.append({
             "method": method,
-            "n": int(len(idx)),
+            "n": len(idx),
             "energy_tumor": float(np.mean(energy_tumor)) if energy_tumor else None,
             "pointing_game": float(np.mean(hits)) if hits else None,
             "energy_outside_brain": float(np.nanmean([a.energy_outside_brain for a in atts])),
@@ -378,7 +382,7 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
                   "input_size": model.recipe.size, "temperature": model.temperature},
         "data": {"root": samples.root, "kind": samples.kind, "n_total": len(samples), "audited_split": audited_split,
                  "skipped_files": len(samples.skipped), "has_masks": bool(any(m is not None for m in per.tumor))},
-        "n_images": int(len(audited)),
+        "n_images": len(audited),
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         "classification": classification,
         "attention": attention_summary,
@@ -412,9 +416,9 @@ def by_class(df: pd.DataFrame) -> list[dict]:
     for cls, d in df.groupby("truth"):
         ok = d[d["correct"]]
         tum = d[d["has_tumor"]]
-        row = {"class": cls, "n": int(len(d)), "accuracy": float(d["correct"].mean()),
+        row = {"class": cls, "n": len(d), "accuracy": float(d["correct"].mean()),
                "correct_focused_outside_brain": float(ok["focus"].isin(att.OUTSIDE_BRAIN).mean()) if len(ok) else None,
-               "n_with_tumor_mask": int(len(tum)),
+               "n_with_tumor_mask": len(tum),
                "energy_tumor": float(tum["energy_tumor"].mean()) if len(tum) else None,
                "concentration_tumor": float(tum["concentration_tumor"].mean()) if len(tum) else None,
                "pointing_game": float(tum["pointing_hit"].mean()) if len(tum) else None,
@@ -433,8 +437,8 @@ def summarise_attention(df: pd.DataFrame, keep: np.ndarray | None) -> dict:
         wrong = d[~d["correct"]]
         tum = d[d["has_tumor"]]
         return {
-            "n": int(len(d)),
-            "n_correct": int(len(ok)),
+            "n": len(d),
+            "n_correct": len(ok),
             "share_correct_focused_outside_brain": float(ok["focus"].isin(att.OUTSIDE_BRAIN).mean()) if len(ok) else None,
             "share_wrong_focused_outside_brain": float(wrong["focus"].isin(att.OUTSIDE_BRAIN).mean()) if len(wrong) else None,
             "focus_counts_correct": {f: int((ok["focus"] == f).sum()) for f in att.FOCUS_LABELS},
@@ -443,7 +447,7 @@ def summarise_attention(df: pd.DataFrame, keep: np.ndarray | None) -> dict:
             "mean_energy_tumor": float(tum["energy_tumor"].mean()) if len(tum) else None,
             "mean_concentration_tumor": float(tum["concentration_tumor"].mean()) if len(tum) else None,
             "pointing_game": float(tum["pointing_hit"].mean()) if len(tum) else None,
-            "n_with_tumor_mask": int(len(tum)),
+            "n_with_tumor_mask": len(tum),
             "flag_counts": {fl: int(d["flags"].str.contains(fl, regex=False).sum())
                             for fl in (att.FLAG_RIGHT_WRONG_REASON, att.FLAG_WRONG_BACKGROUND, att.FLAG_WRONG_SKULL,
                                        att.FLAG_TUMOR_MISSED)},
