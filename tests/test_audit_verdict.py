@@ -56,3 +56,21 @@ def test_no_split_means_leakage_not_applicable():
     s["classification"]["leakage_free"] = None
     s["data_checks_note"] = "the dataset has no Training split"
     assert status(make_verdict(s), "leakage") == "n/a"
+
+
+def cf_summary(drop_by_class, overall=0.3):
+    by_class = {c: {"n": 50, "delta_drop_mean": d} for c, d in drop_by_class.items()}
+    return {"correct": {"n": 150, "delta_drop_mean": overall, "delta_focus_mean": 0.5,
+                        "share_prediction_changes_when_removed": 0.4}, "by_class": by_class}
+
+
+def test_a_class_whose_calls_ignore_the_tumor_fails_the_counterfactual_check():
+    s = summary()
+    s["counterfactuals"] = cf_summary({"glioma": 0.4, "meningioma": 0.5, "pituitary": 0.0})
+    v = make_verdict(s)
+    assert status(v, "counterfactuals") == "fail"
+    assert "pituitary decisions do not depend on the tumor" in v["findings"][-1]
+    s["counterfactuals"] = cf_summary({"glioma": 0.4, "meningioma": 0.5, "pituitary": 0.3})
+    assert status(make_verdict(s), "counterfactuals") == "pass"
+    s["counterfactuals"] = cf_summary({"glioma": 0.1, "meningioma": 0.12}, overall=0.11)
+    assert status(make_verdict(s), "counterfactuals") == "warn"

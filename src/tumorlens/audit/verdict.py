@@ -18,6 +18,7 @@ LEAK_GAP_FAIL = 0.02
 # counterfactuals: mean Delta-Drop of correct tumor cases
 DROP_WARN = 0.20
 DROP_FAIL = 0.05
+CLASS_MIN_N = 20  # tumor cases a class needs before its own Delta-Drop counts
 
 THRESHOLDS = {
     "correct_focused_outside_brain": f"pass < {OFF_TARGET_WARN:.0%} <= warn < {OFF_TARGET_FAIL:.0%} <= fail",
@@ -25,7 +26,8 @@ THRESHOLDS = {
                 f"accuracy drops by >= {LEAK_GAP_FAIL:.0%} points without them"),
     "shortcut": "fail when accuracy with the brain blanked beats chance by >= 15 points (binomial p < 0.01)",
     "sanity": "fail when Grad-CAM maps survive full model randomisation (Spearman >= 0.5 or SSIM >= 0.7)",
-    "counterfactuals": f"mean Delta-Drop of correct tumor cases: pass >= {DROP_WARN}, fail < {DROP_FAIL}",
+    "counterfactuals": (f"mean Delta-Drop of correct tumor cases: pass >= {DROP_WARN}, fail < {DROP_FAIL}; also fail "
+                        f"when a class with >= {CLASS_MIN_N} tumor cases has mean Delta-Drop < {DROP_FAIL}"),
 }
 
 
@@ -99,14 +101,24 @@ def make_verdict(s: dict) -> dict:
             text += f"; also failed: {', '.join(others_failed)}"
         checks.append({"name": "sanity", "status": status, "detail": text})
 
-    # 5. counterfactuals
+    # 5. counterfactuals: overall, and per class (a class whose calls ignore the tumor is a finding
+    #    even when the others pull the mean up)
     cf = s.get("counterfactuals")
     if cf and cf.get("correct", {}).get("n", 0):
         d = cf["correct"]["delta_drop_mean"]
+        per = {c: v for c, v in (cf.get("by_class") or {}).items() if v.get("n", 0) >= CLASS_MIN_N}
+        blind = sorted(c for c, v in per.items() if v["delta_drop_mean"] < DROP_FAIL)
         status = PASS if d >= DROP_WARN else (WARN if d >= DROP_FAIL else FAIL)
+        if blind:
+            status = FAIL
         text = (f"removing the tumor lowers P(true class) by {d:.2f} on average over {cf['correct']['n']} correct "
-                f"tumor cases ({cf['correct']['share_prediction_changes_when_removed']:.0%} change their prediction); the tumor "
-                f"alone keeps P(true class) at {cf['correct']['delta_focus_mean']:.2f}")
+                f"tumor cases ({cf['correct']['share_prediction_changes_when_removed']:.0%} change their prediction); "
+                f"the tumor alone keeps P(true class) at {cf['correct']['delta_focus_mean']:.2f}")
+        if per:
+            text += "; mean Delta-Drop by class: " + ", ".join(f"{c} {v['delta_drop_mean']:.2f}" for c, v in sorted(per.items()))
+        if blind:
+            text += (f". The {' and '.join(blind)} decisions do not depend on the tumor (Delta-Drop < {DROP_FAIL}): "
+                     "the model finds that class without it")
         checks.append({"name": "counterfactuals", "status": status, "detail": text})
 
     statuses = [c["status"] for c in checks]
