@@ -136,3 +136,23 @@ def test_cam_objects_are_reused_and_do_not_keep_a_network_alive():
     del net, first
     gc.collect()
     assert ref() is None
+
+
+def test_sampling_methods_repeat_with_a_seed(nets):
+    net = nets["simple_cnn"]
+    x = _images(1)
+    for method, params in [("lime", {"samples": 24, "n_segments": 12}), ("gradshap", {"samples": 4}), ("random", {})]:
+        a = explain((net, "simple_cnn"), x, method, seed=3, **params)
+        b = explain((net, "simple_cnn"), x, method, seed=3, **params)
+        np.testing.assert_array_equal(a.raw, b.raw, err_msg=method)
+
+
+def test_thin_svd_projection_equals_the_librarys():
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+    from tumorlens.explain.cam import thin_projection
+
+    rng = np.random.default_rng(0)
+    for channels, side in [(32, 8), (512, 2), (1280, 5)]:
+        acts = np.maximum(rng.normal(size=(3, channels, side, side)), 0).astype(np.float32)
+        np.testing.assert_allclose(thin_projection(acts), get_2d_projection(acts), atol=1e-4)

@@ -3,6 +3,7 @@ SLIC superpixels, and Saliency, batched so that every model pass sees about `bat
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -77,10 +78,28 @@ def run_captum(wrapper: ChannelsLast, method: str, x: torch.Tensor, targets: np.
                 targets = predict_classes(wrapper, x, batch_size)
             runner = {"ig": _ig, "gradshap": _gradshap, "occlusion": _occlusion, "lime": _surrogate,
                       "kernelshap": _surrogate, "saliency": _saliency}[method]
-            attr = runner(wrapper, method, x, torch.as_tensor(targets), batch_size, params, bar)
+            with _seeded(params.get("seed")):
+                attr = runner(wrapper, method, x, torch.as_tensor(targets), batch_size, params, bar)
     raw = attr[:, 0].detach().float().numpy()
     sign, scale = _HEATMAP_STYLE[method]
     return attribution_heatmaps(raw, sign=sign, scale=scale), raw, np.asarray(targets, dtype=np.int64)
+
+
+@contextlib.contextmanager
+def _seeded(seed):
+    """Captum samples with both torch's and numpy's global generators: a seed makes GradientSHAP,
+    LIME and KernelSHAP repeatable, and both generators are restored afterwards."""
+    if seed is None:
+        yield
+        return
+    state = np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            np.random.seed(int(seed))
+            yield
+    finally:
+        np.random.set_state(state)
 
 
 def _chunks(n: int, size: int):

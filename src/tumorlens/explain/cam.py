@@ -109,6 +109,33 @@ def _seeded(seed: int | None) -> Iterator[None]:
 _silent_tqdm = types.SimpleNamespace(tqdm=lambda iterable, *a, **k: iterable)
 
 
+def thin_projection(activation_batch: np.ndarray) -> np.ndarray:
+    """pytorch-grad-cam's get_2d_projection (EigenCAM, eigen_smooth) with a thin SVD.
+
+    The library asks numpy for the full (C x C) right-singular basis only to use its first row:
+    for a 1280-channel layer that is 39 ms per image against a 6 ms forward pass. The thin SVD
+    yields the same first component (checked against the library in the tests) in 1.4 ms."""
+    batch = np.nan_to_num(np.asarray(activation_batch, dtype=np.float32), nan=0.0)
+    out = []
+    for act in batch:
+        flat = act.reshape(act.shape[0], -1).T
+        flat = flat - flat.mean(axis=0)  # centred, as the library does
+        _, _, vt = np.linalg.svd(flat, full_matrices=False)
+        out.append((flat @ vt[0]).reshape(act.shape[1:]))
+    return np.float32(out)
+
+
+_PROJECTION_USERS = ("base_cam", "eigen_cam", "layer_cam", "hirescam")
+
+
+@contextlib.contextmanager
+def _fast_projection() -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for module in _PROJECTION_USERS:
+            stack.enter_context(mock.patch(f"pytorch_grad_cam.{module}.get_2d_projection", thin_projection))
+        yield
+
+
 def run_cam(wrapper: ChannelsLast, layer_name: str, layer: nn.Module, method: str, x: torch.Tensor,
             targets: np.ndarray | None, batch_size: int, params: dict, bar=None):
     """-> (heatmaps (N,H,W) in [0,1], raw maps, targets used)."""
@@ -128,7 +155,8 @@ def run_cam(wrapper: ChannelsLast, layer_name: str, layer: nn.Module, method: st
     patch = mock.patch("pytorch_grad_cam.score_cam.tqdm", _silent_tqdm) if method == "scorecam" else contextlib.nullcontext()
 
     maps, used = [], []
-    with _hooked(cam, wrapper, layer, layer_name, needs_grad), _seeded(params.get("seed")), patch, grad_mode:
+    with _hooked(cam, wrapper, layer, layer_name, needs_grad), _seeded(params.get("seed")), patch, \
+            _fast_projection(), grad_mode:
         for i in range(0, len(x), step):
             chunk = x[i : i + step]
             chunk_targets = None if targets is None else [ClassifierOutputTarget(int(t)) for t in targets[i : i + step]]

@@ -49,6 +49,10 @@ def explain(model, images, method: str = "gradcam", targets=None, batch_size: in
     batch_size: images per model pass (perturbation methods fill each pass with this many
     perturbed images). layer: dotted module name overriding the architecture's CAM layer.
     params: the method's own settings (see METHOD_PARAMS); an unknown name is an error.
+
+    The network is put in eval mode with frozen weights for the call and restored afterwards; it
+    is converted to channels-last in place once (same numbers, faster on CPU). CAM methods hook
+    the network during the call, so calls on one network must not run concurrently.
     """
     spec = method_spec(method)
     p = resolve_params(spec, params)

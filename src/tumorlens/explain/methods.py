@@ -31,7 +31,8 @@ class MethodSpec:
     description: str = ""
 
 
-# Parameters set to None are derived from the input at call time (documented per method).
+# Parameters set to None are derived from the input at call time (documented per method); a seed
+# of None leaves the sampling methods (gradshap, lime, kernelshap, random) to the global generators.
 _SPECS = [
     MethodSpec("gradcam", "cam", "GradCAM", {"eigen_smooth": False}, description="Grad-CAM"),
     MethodSpec("gradcam++", "cam", "GradCAMPlusPlus", {"eigen_smooth": False}, description="Grad-CAM++"),
@@ -46,14 +47,15 @@ _SPECS = [
                description="random channel weights: the baseline any real method must beat"),
     MethodSpec("ig", "captum", "IntegratedGradients", {"steps": 32, "baseline": "black"},
                description="Integrated Gradients from a black image"),
-    MethodSpec("gradshap", "captum", "GradientShap", {"samples": 16, "stdev": 0.1, "baseline": "black"},
+    MethodSpec("gradshap", "captum", "GradientShap", {"samples": 16, "stdev": 0.1, "baseline": "black", "seed": None},
                description="GradientSHAP (expected gradients; noise stdev in model-input units)"),
     MethodSpec("occlusion", "captum", "Occlusion", {"window": None, "stride": None, "baseline": "black"},
                description="Occlusion with a black square (window default: side/8, stride: window/2)"),
-    MethodSpec("lime", "captum", "Lime", {"samples": 200, "n_segments": 50, "compactness": 0.1, "baseline": "black"},
+    MethodSpec("lime", "captum", "Lime",
+               {"samples": 200, "n_segments": 50, "compactness": 0.1, "baseline": "black", "seed": None},
                description="LIME over SLIC superpixels"),
     MethodSpec("kernelshap", "captum", "KernelShap",
-               {"samples": 200, "n_segments": 50, "compactness": 0.1, "baseline": "black"},
+               {"samples": 200, "n_segments": 50, "compactness": 0.1, "baseline": "black", "seed": None},
                description="KernelSHAP over SLIC superpixels"),
     MethodSpec("saliency", "captum", "Saliency", {}, description="absolute input gradient"),
 ]

@@ -82,7 +82,7 @@ def read_samples(path: Path):
     """Samples from one file or a folder, via the dataset readers (DICOM, NIfTI, .mat, images)."""
     from tumorlens.data.sources import open_dataset
 
-    sset = open_dataset(path, allow_unlabeled=True, progress=False)
+    sset = open_dataset(path, allow_unlabeled=True, progress=Path(path).is_dir())
     return sset.samples, [(s.path, s.reason) for s in sset.skipped], Path(sset.root)
 
 
@@ -178,7 +178,8 @@ def explain_files(model, path: Path, out: Path, method: str = "gradcam", target:
                     "path": s.path, "label": s.label or "", "predicted": model.classes[pred[j]],
                     "confidence": f"{probs[j, pred[j]]:.4f}",
                     **{f"p_{c}": f"{probs[j, k]:.4f}" for k, c in enumerate(model.classes)},
-                    "explained_class": tcls, "method": "+".join(methods), "output": file.name,
+                    "explained_class": tcls, "method": "all" if set(methods) == set(METHODS) else ",".join(methods),
+                    "output": file.name,
                 })
     finally:
         if bar is not None:
