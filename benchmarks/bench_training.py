@@ -37,25 +37,37 @@ MODELS = {  # name -> pretrained source
 def compare(args) -> None:
     data = SHARED / "brain-tumor-mri"
     samples = open_dataset(data)
+    reuse = _pairs(args.reuse)
+    epochs_for = {k: int(v) for k, v in _pairs(args.epochs_for).items()}
     rows = []
     for name in args.models.split(","):
+        if name in reuse:  # a run trained earlier with `tumorlens train` (e.g. the default model's run)
+            run = Path(reuse[name])
+            model = load_model(run / "model.pt")
+            metrics = json.loads((run / "testing" / "metrics.json").read_text())
+            epochs = model.provenance["epochs_run"]
+            rows.append((name, model.provenance["config"]["pretrained"] or "none", epochs,
+                         model.provenance["train_seconds"], metrics))
+            continue
         out = OUT / f"compare-{name}"
-        cfg = TrainConfig(data=str(data), out=str(out), model=name, pretrained=MODELS.get(name), size=args.size,
-                          split="Training", epochs=args.epochs, seed=0, lr=args.lr)
+        epochs = epochs_for.get(name, args.epochs)
+        cfg = TrainConfig(**{**dict(data=str(data), out=str(out), model=name, pretrained=MODELS.get(name), size=args.size,
+                                    split="Training", epochs=epochs, seed=0, lr=args.lr), **_clip(args)})
         result = train(cfg, samples=samples.by_split("Training"))
         metrics = evaluate(load_model(result.checkpoint), samples, out / "testing")
-        rows.append((name, cfg.pretrained or "none", result.seconds, metrics))
+        rows.append((name, cfg.pretrained or "none", epochs, result.seconds, metrics))
         print(name, metrics["all"]["accuracy"], flush=True)
     lines = [
-        f"Command: `.venv/bin/python benchmarks/bench_training.py compare --epochs {args.epochs} --size {args.size} --models {args.models}`"
+        f"Command: `.venv/bin/python benchmarks/bench_training.py compare {_flags(args)} --models {args.models}"
+        f"{' --epochs-for ' + args.epochs_for if args.epochs_for else ''}{' --reuse ' + args.reuse if args.reuse else ''}`"
         f" ({time.strftime('%Y-%m-%d')}, 2 shared CPU cores). Trained on Kaggle Training (15 % held out), evaluated on Testing.",
         "",
-        "| model | pretrained | train minutes | accuracy | macro-F1 | leakage-free accuracy | leakage-free macro-F1 |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| model | pretrained | epochs | train minutes | accuracy | macro-F1 | leakage-free accuracy | leakage-free macro-F1 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, pre, secs, m in rows:
+    for name, pre, epochs, secs, m in rows:
         lf = m.get("leakage_free", m["all"])
-        lines.append(f"| {name} | {pre} | {secs / 60:.1f} | {m['all']['accuracy']:.4f} | {m['all']['macro_f1']:.4f} | "
+        lines.append(f"| {name} | {pre} | {epochs} | {secs / 60:.1f} | {m['all']['accuracy']:.4f} | {m['all']['macro_f1']:.4f} | "
                      f"{lf['accuracy']:.4f} | {lf['macro_f1']:.4f} |")
     write_section("bench_training.py compare", "\n".join(lines))
 
@@ -65,9 +77,11 @@ def figshare(args) -> None:
     samples = open_dataset(data)
     accs, f1s, secs = [], [], []
     for k, (train_idx, test_idx) in enumerate(patient_kfold(samples, k=args.folds, seed=0)):
-        out = OUT / f"figshare-fold{k}"
-        cfg = TrainConfig(data=str(data), out=str(out), model="efficientnet_lite0", pretrained="imagenet",
-                          size=args.size, epochs=args.epochs, seed=k, lr=args.lr)
+        if args.only_fold is not None and k != args.only_fold:
+            continue
+        out = OUT / f"figshare-fold{k}{args.tag}"
+        cfg = TrainConfig(**{**dict(data=str(data), out=str(out), model="efficientnet_lite0", pretrained="imagenet",
+                                    size=args.size, epochs=args.epochs, seed=k, lr=args.lr), **_clip(args)})
         result = train(cfg, samples=samples.subset(train_idx))
         metrics = evaluate(load_model(result.checkpoint), samples.subset(test_idx), out / "test", split=None)
         accs.append(metrics["all"]["accuracy"])
@@ -77,10 +91,31 @@ def figshare(args) -> None:
         _write_figshare(args, accs, f1s, secs)  # after every fold, so a cut-off run still reports what it measured
 
 
+def _pairs(text: str | None) -> dict[str, str]:
+    """'a=1,b=2' -> {'a': '1', 'b': '2'}"""
+    return dict(item.split("=", 1) for item in text.split(",")) if text else {}
+
+
+def _clip(args) -> dict:
+    """TrainConfig overrides from the command line: the clip percentiles and any --set key=value."""
+    overrides = {"clip_low": args.clip_low, "clip_high": args.clip_high}
+    for key, text in _pairs(args.set).items():
+        default = getattr(TrainConfig, key)  # AttributeError names an unknown key
+        overrides[key] = text.lower() in ("1", "true", "yes") if isinstance(default, bool) else type(default)(text)
+    return overrides
+
+
+def _flags(args) -> str:
+    flags = f"--epochs {args.epochs} --size {args.size} --clip-low {args.clip_low:g} --clip-high {args.clip_high:g}"
+    return flags + (f" --set {args.set}" if args.set else "")
+
+
 def _write_figshare(args, accs, f1s, secs) -> None:
+    if args.only_fold is not None:  # a single-fold probe is printed, not written as the CV result
+        return
     done = f"{len(accs)} of {args.folds} folds done" if len(accs) < args.folds else f"all {args.folds} folds"
     lines = [
-        f"Command: `.venv/bin/python benchmarks/bench_training.py figshare --epochs {args.epochs} --size {args.size} --folds {args.folds}`"
+        f"Command: `.venv/bin/python benchmarks/bench_training.py figshare {_flags(args)} --folds {args.folds}`"
         f" ({time.strftime('%Y-%m-%d')}; {done}). EfficientNet-Lite0 (ImageNet), folds grouped by patient (no patient in two folds).",
         "",
         "| fold | " + " | ".join(str(k) for k in range(len(accs))) + " | mean |",
@@ -101,6 +136,13 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--clip-low", type=float, default=1.0)
+    ap.add_argument("--clip-high", type=float, default=99.0)
+    ap.add_argument("--epochs-for", default=None, help="per-model epochs, e.g. resnet18=4,simple_cnn=10")
+    ap.add_argument("--reuse", default=None, help="name=RUN_DIR: take that model's row from an earlier run")
+    ap.add_argument("--set", default=None, help="other TrainConfig fields, e.g. augment=false,lr=3e-4")
+    ap.add_argument("--tag", default="", help="suffix of the output folders (parallel probes)")
+    ap.add_argument("--only-fold", type=int, default=None, help="train and test one fold only (printed, not written)")
     args = ap.parse_args()
     OUT.mkdir(exist_ok=True)
     {"compare": compare, "figshare": figshare}[args.what](args)

@@ -73,9 +73,12 @@ def test_patient_ids_give_a_patient_grouped_split(tmp_path):
     assert load_model(result.checkpoint).provenance["split_method"] == "patient-grouped"
 
 
-def test_focal_and_weighted_sampling_train(tmp_path, phantoms):
-    result = train(_config(tmp_path, epochs=1, max_steps=2, loss="focal", weighted_sampling=True), samples=phantoms)
-    assert result.checkpoint.is_file()
+def test_focal_weighted_sampling_and_clip_recipe_train(tmp_path, phantoms):
+    config = _config(tmp_path, epochs=1, max_steps=2, loss="focal", weighted_sampling=True, clip_low=0, clip_high=100)
+    result = train(config, samples=phantoms)
+    # the intensity recipe chosen for training is the one every later user of the checkpoint applies
+    recipe = load_model(result.checkpoint).recipe
+    assert (recipe.clip_low, recipe.clip_high) == (0, 100)
 
 
 def test_damaged_or_mismatched_checkpoints_are_clear_errors(tmp_path, trained):

@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
         pretrained: Optional[str] = typer.Option(None, "--pretrained", help="'imagenet' (EfficientNet-Lite0 only) or a local weights file"),
         size: int = typer.Option(160, "--size", help="model input size in pixels"),
         crop_to_head: bool = typer.Option(False, "--crop-to-head/--no-crop-to-head"),
+        clip_low: float = typer.Option(1.0, "--clip-low", help="intensity percentile mapped to 0"),
+        clip_high: float = typer.Option(99.0, "--clip-high", help="intensity percentile mapped to 1 (100: no clipping)"),
         split: Optional[str] = typer.Option(None, "--split", help="train on this split only, e.g. Training"),
         val_fraction: float = typer.Option(0.15, "--val-fraction"),
         epochs: int = typer.Option(10, "--epochs"),
@@ -54,6 +56,7 @@ def register(app: typer.Typer) -> None:
 
         config = TrainConfig(
             data=str(data), out=str(out), model=model, pretrained=pretrained, size=size, crop_to_head=crop_to_head,
+            clip_low=clip_low, clip_high=clip_high,
             split=split, val_fraction=val_fraction, epochs=epochs, max_steps=max_steps, max_val_steps=max_val_steps,
             batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer, loss=loss,
             class_weights=class_weights, weighted_sampling=weighted_sampling, label_smoothing=label_smoothing,

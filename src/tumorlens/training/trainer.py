@@ -37,6 +37,8 @@ class TrainConfig:
     pretrained: str | None = None
     size: int = 160
     crop_to_head: bool = False
+    clip_low: float = 1.0  # intensity percentiles of the preprocessing recipe
+    clip_high: float = 99.0
     split: str | None = None  # train only on samples of this split (e.g. "Training"); None = all
     val_fraction: float = 0.15
     epochs: int = 10
@@ -99,7 +101,9 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         split_method = "stratified"
     train_set, val_set = samples.subset(train_idx), samples.subset(val_idx)
     classes = samples.classes
-    recipe = PreprocessRecipe(size=config.size, crop_to_head=config.crop_to_head)
+    recipe = PreprocessRecipe(
+        size=config.size, crop_to_head=config.crop_to_head, clip_low=config.clip_low, clip_high=config.clip_high
+    )
 
     x_train = preprocess_all(train_set, recipe, "preprocessing training images")
     x_val = preprocess_all(val_set, recipe, "preprocessing validation images")
