@@ -48,7 +48,7 @@ def pct(values, q) -> float:
 
 
 class Server:
-    def __init__(self, model: Path | None, tmp: Path, threads: int | None, workers: int | None):
+    def __init__(self, model: Path | None, tmp: Path, threads: int | None, workers: int | None, extra: tuple = ()):
         import socket
 
         with socket.socket() as s:
@@ -63,6 +63,7 @@ class Server:
             cmd += ["--threads", str(threads)]
         if workers:
             cmd += ["--workers", str(workers)]
+        cmd += list(extra)
         self.log = open(tmp / "server.log", "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, "HF_HUB_OFFLINE": "1"})

@@ -277,29 +277,30 @@ def test_event_loop_answers_while_the_model_works(app, monkeypatch):
     assert not done_before and health_s < 0.5
 
 
-def test_each_network_serves_one_request_at_a_time(app, monkeypatch):
+def test_each_network_serves_one_batch_at_a_time(app, monkeypatch):
+    """CAM hooks live on the network: two batches must never run on one replica at once."""
     predictor = app.state.predictor
-    assert len(predictor.replicas) == 2 and predictor.replicas[0].net is not predictor.replicas[1].net
+    replicas = predictor.runner.replicas
+    assert len(replicas) == 2 and replicas[0].model.net is not replicas[1].model.net
     lock = threading.Lock()
-    active = {id(r): 0 for r in predictor.replicas}
-    peak = {"each": 0, "all": 0}
+    active = {id(r): 0 for r in replicas}
+    peak = {"each": 0}
 
     def counting(replica, real):
-        def probabilities(x, *a, **k):
+        def logits(x):
             with lock:
                 active[id(replica)] += 1
                 peak["each"] = max(peak["each"], active[id(replica)])
-                peak["all"] = max(peak["all"], sum(active.values()))
             time.sleep(0.05)
             try:
-                return real(x, *a, **k)
+                return real(x)
             finally:
                 with lock:
                     active[id(replica)] -= 1
-        return probabilities
+        return logits
 
-    for replica in predictor.replicas:
-        monkeypatch.setattr(replica, "probabilities", counting(replica, replica.probabilities))
+    for replica in replicas:
+        monkeypatch.setattr(replica, "logits", counting(replica, replica.logits))
 
     async def scenario():
         transport = httpx.ASGITransport(app=app)
@@ -308,7 +309,7 @@ def test_each_network_serves_one_request_at_a_time(app, monkeypatch):
             return [r.status_code for r in await asyncio.gather(*calls)]
 
     assert asyncio.run(scenario()) == [200] * 8
-    assert peak["each"] == 1 and peak["all"] == 2
+    assert peak["each"] == 1
 
 
 def test_serve_command_reports_bad_setup_in_one_line(tmp_path, monkeypatch):

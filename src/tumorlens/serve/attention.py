@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from tumorlens.audit.attention import analyse_attention
-from tumorlens.audit.regions import segment_regions
+from tumorlens.audit.regions import Regions, segment_regions
 
 # Chosen on 300 figshare slices with expert masks (160 px), from thresholds 1.5-3 sigma, with and
 # without smoothing and rim erosion: this variant covered the most tumor. It remains weak (there:
@@ -58,11 +58,19 @@ class AttentionSummary:
         return {"shares": self.shares, "areas": self.areas, "focus": self.focus, "concentration": self.concentration}
 
 
-def attention_summary(heatmap: np.ndarray, image01: np.ndarray) -> AttentionSummary:
-    """Shares of a non-negative heatmap's mass per region of the [0, 1] model-size image, with the
-    audit's own measures (tumorlens.audit.attention), the candidates standing in for a tumor mask."""
+def image_regions(image01: np.ndarray) -> tuple[Regions, np.ndarray]:
+    """The regions and tumor candidates of the [0, 1] model-size image (they need no heatmap, so
+    the service finds them while the model works)."""
     regions = segment_regions(image01)
-    candidates = tumor_candidates(image01, regions.brain)
+    return regions, tumor_candidates(image01, regions.brain)
+
+
+def attention_summary(heatmap: np.ndarray, image01: np.ndarray,
+                      regions: tuple[Regions, np.ndarray] | None = None) -> AttentionSummary:
+    """Shares of a non-negative heatmap's mass per region of the [0, 1] model-size image, with the
+    audit's own measures (tumorlens.audit.attention), the candidates standing in for a tumor mask.
+    regions: image_regions(image01) when already known."""
+    regions, candidates = regions if regions is not None else image_regions(image01)
     att = analyse_attention(heatmap, regions, tumor=candidates)
     empty = not np.isfinite(att.energy_brain)
 

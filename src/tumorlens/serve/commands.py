@@ -23,7 +23,11 @@ def register(app: typer.Typer) -> None:
         db: str = typer.Option("sqlite:///tumorlens-audit.sqlite", "--db",
                                help="audit-trail database URL (SQLAlchemy)"),
         max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="largest accepted upload"),
-        workers: int = typer.Option(2, "--workers", min=1, help="requests the model serves at once"),
+        workers: int = typer.Option(2, "--workers", min=1,
+                                    help="model threads, each with its own copy of the network"),
+        max_batch: int = typer.Option(16, "--max-batch", min=1, help="images per model pass when requests arrive together"),
+        batch_wait_ms: float = typer.Option(2.0, "--batch-wait-ms", min=0.0,
+                                            help="how long the model waits for more requests to join a batch"),
         threads: int = typer.Option(1, "--threads", min=1, help="torch threads for inference (per process)"),
     ) -> None:
         """Serve predictions and explanations over HTTP, with a web page at /. Research tool, not a diagnosis."""
@@ -36,7 +40,7 @@ def register(app: typer.Typer) -> None:
 
         settings = ServeSettings(model_path=model, auth=not no_auth, api_keys_file=api_keys_file, db_url=db,
                                  max_upload_mb=max_upload_mb, inference_threads=threads,
-                                 workers=workers)
+                                 workers=workers, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
             web = create_app(settings)

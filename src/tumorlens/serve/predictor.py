@@ -1,19 +1,16 @@
-"""The model behind the service: loaded once, shared by a fixed number of inference workers.
+"""The model behind the service: loaded once, run by model threads that batch concurrent requests.
 
-Why replicas, one request each: CAM explainers attach hooks to the network they explain, so two
-requests must never share one network; and on a small busy machine one torch thread per request,
-with as many requests in flight as there are workers (default 2), keeps every core busy without
-the spin-waiting of several intra-op threads fighting for a core (measured here: batch-1
-EfficientNet-Lite0 took 51 ms with 1 thread and 450 ms with 2 while a training run held the
-cores). Routes call these methods from worker threads, so the event loop keeps answering
-(health checks, uploads in flight) while the models work.
+Request threads do the per-image work (input checks, preprocessing, the attention measures) and
+hand the model pass to a `ModelRunner` (batching.py): requests arriving together share one forward
+pass, or one batched Grad-CAM. Each model thread owns its own network replica, because CAM
+explainers attach hooks to the network they explain. Routes call these methods from worker
+threads, so the event loop keeps answering (health checks, uploads in flight) while the model works.
 """
 
 from __future__ import annotations
 
 import copy
-import queue
-from contextlib import contextmanager
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import cv2
@@ -21,9 +18,16 @@ import numpy as np
 import torch
 
 from tumorlens.models.checkpoint import TumorModel
-from tumorlens.serve.attention import AttentionSummary, attention_summary, plain_explanation
+from tumorlens.serve.attention import (
+    AttentionSummary,
+    attention_summary,
+    image_regions,
+    plain_explanation,
+)
+from tumorlens.serve.batching import Job, ModelRunner, Replica, run_batch
 from tumorlens.serve.decode import DecodedInput
 from tumorlens.serve.errors import ServiceError
+from tumorlens.serve.frozen import eager_logits, frozen_logits
 from tumorlens.serve.ood import Finding, InputCheck, check_input
 from tumorlens.serve.settings import ServeSettings
 
@@ -95,31 +99,37 @@ class Predictor:
         if settings.inference_threads:
             torch.set_num_threads(settings.inference_threads)
         self.replicas = [model] + [copy.deepcopy(model) for _ in range(settings.workers - 1)]
-        self._free: queue.Queue[TumorModel] = queue.Queue()
-        for replica in self.replicas:
-            self._free.put(replica)
-
-    @contextmanager
-    def replica(self):
-        """A network no other request is using, for as long as the block runs."""
-        net = self._free.get()
-        try:
-            yield net
-        finally:
-            self._free.put(net)
+        self._replicas = [Replica(r, frozen_logits(r) if settings.frozen_inference else eager_logits(r.net))
+                          for r in self.replicas]
+        self.runner: ModelRunner | None = None
 
     def warm_up(self) -> None:
-        """A forward pass and a Grad-CAM per replica at start-up: the first user must not pay for
-        lazy initialisation (importing the explainer libraries alone takes seconds)."""
-        from tumorlens.explain import explain
-
+        """Forward passes and Grad-CAMs per replica at start-up, at the batch sizes the load brings,
+        then the model threads start: the first users must not pay for lazy initialisation
+        (importing the explainer libraries alone takes seconds, and each new batch shape costs)."""
         size = self.model.recipe.size
         yy, xx = np.mgrid[:size, :size]
         head = (((yy - size / 2) / (0.4 * size)) ** 2 + ((xx - size / 2) / (0.33 * size)) ** 2 < 1).astype(np.float32)
         x = self.model.prepare([head])
-        for replica in self.replicas:
-            replica.probabilities(x)
-            explain(replica, x, method="gradcam")
+        for replica in self._replicas:
+            for n in sorted({1, 2, min(4, self.settings.max_batch)}):
+                run_batch(replica, [Job(x, None, None) for _ in range(n)])
+                run_batch(replica, [Job(x, "gradcam", None) for _ in range(n)])
+        self.start()
+
+    def start(self) -> None:
+        if self.runner is None:
+            self.runner = ModelRunner(self._replicas, self.settings.max_batch, self.settings.batch_wait_ms)
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+            self.runner = None
+
+    def _submit(self, x: torch.Tensor, method: str | None = None, target: int | None = None) -> Future:
+        """Queue x for the model; the future's result is a batching.ModelOutput."""
+        self.start()
+        return self.runner.submit(x, method, target)
 
     # -- prediction ----------------------------------------------------------------------------
     def _judge(self, index: int | None, probs: np.ndarray | None, check: InputCheck, notes: list[str]) -> SliceResult:
@@ -150,16 +160,12 @@ class Predictor:
         probs: dict[int, np.ndarray] = {}
         if usable:
             x = self.model.prepare([decoded.images[i] for i in usable])
-            with self.replica() as model:
-                p = model.probabilities(x)
-            probs = dict(zip(usable, p))
+            probs = dict(zip(usable, self._submit(x).result().probabilities))
         volume = decoded.is_volume
         return [self._judge(i if volume else None, probs.get(i), c, decoded.notes) for i, c in enumerate(checks)]
 
     # -- explanation ---------------------------------------------------------------------------
     def explain(self, decoded: DecodedInput, slice_index: int | None, method: str, target: str | None) -> ExplainResult:
-        from tumorlens.explain import explain  # the explainer registry (pytorch-grad-cam / Captum adapters)
-
         if decoded.is_volume:
             n = len(decoded.images)
             index = n // 2 if slice_index is None else slice_index
@@ -174,14 +180,15 @@ class Predictor:
         classes = self.model.classes
         if target is not None and target not in classes:
             raise ServiceError(422, "invalid_target", f"unknown target class {target!r}; choose one of: {', '.join(classes)}")
-        x = self.model.prepare([image])
-        with self.replica() as model:
-            probs = model.probabilities(x)[0]
-            t = classes.index(target) if target is not None else int(np.argmax(probs))
-            heatmap = explain(model, x, method=method, targets=[t]).heatmaps[0]
+        recipe = self.model.recipe
+        image01 = recipe.display(image)
+        x = torch.from_numpy(recipe.normalize(image01)[None, None].copy())  # = model.prepare([image]), display reused
+        pending = self._submit(x, method, classes.index(target) if target is not None else None)
+        regions = image_regions(image01)  # on this thread while the model works on the heatmap
+        out = pending.result()
+        probs, heatmap, t = out.probabilities[0], out.heatmaps[0], int(out.targets[0])
         result = self._judge(index if decoded.is_volume else None, probs, check, decoded.notes)
-        image01 = self.model.recipe.display(image)
         heatmap = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0, 1)
-        summary = attention_summary(heatmap, image01)
+        summary = attention_summary(heatmap, image01, regions)
         text = plain_explanation(summary, method, classes[t], float(probs[t]), result.predicted_class, result.confidence)
         return ExplainResult(result, method, classes[t], heatmap, image01, summary, text)

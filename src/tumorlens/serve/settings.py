@@ -25,7 +25,10 @@ class ServeSettings:
     max_voxels: int = 64 * 1024 * 1024  # a decoded volume as float32 is 4 bytes per voxel
     explain_methods: tuple[str, ...] = FAST_METHODS
     low_confidence: float = 0.5  # below this top probability the answer is flagged "uncertain"
-    workers: int = 2  # requests the model serves at once (each on its own network replica)
+    workers: int = 2  # model threads, each with its own network replica, each running one batch at a time
+    max_batch: int = 16  # images per model pass when requests arrive together
+    batch_wait_ms: float = 2.0  # how long a model thread waits for more requests to join a batch
+    frozen_inference: bool = True  # predictions through a TorchScript-frozen copy (serve/frozen.py)
     # torch intra-op threads, process-wide: `tumorlens serve` sets 1 (it owns its process); None leaves
     # torch's setting alone, for an app embedded in a process that has its own.
     inference_threads: int | None = None
@@ -39,6 +42,10 @@ class ServeSettings:
             raise ValueError(f"low_confidence must lie in (0, 1), got {self.low_confidence}")
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
+        if self.batch_wait_ms < 0:
+            raise ValueError(f"batch_wait_ms must not be negative, got {self.batch_wait_ms}")
         if not self.explain_methods:
             raise ValueError("explain_methods must name at least one method")
 

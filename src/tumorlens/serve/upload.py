@@ -12,6 +12,7 @@ import hashlib
 import struct
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
@@ -34,7 +35,7 @@ class Upload:
     declared_type: str | None
     fields: dict[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
