@@ -54,9 +54,10 @@ def bench_regions() -> str:
     from tqdm import tqdm
 
     from tumorlens.audit.regions import PEEL_FRACTION, RING_FRACTION, segment_regions
-    from tumorlens.data.preprocess import PreprocessRecipe
+    from tumorlens.assets import default_model_path
+    from tumorlens.models import load_model
 
-    recipe = PreprocessRecipe()  # the audit segments the display image at model size
+    recipe = load_model(default_model_path()).recipe  # the audit segments the model's own display image
     meta = pd.read_csv(FIGSHARE / "metadata.csv")
     tumor_total = tumor_in_brain = tumor_in_head = 0
     per_slice, bg_share, corners_bg, seg_ms = [], [], [], []
@@ -95,7 +96,7 @@ def bench_regions() -> str:
         f"| {cls} | {v[1] / v[0]:.4f} |" for cls, v in sorted(by_class.items())
     )
     return f"""Command: `.venv/bin/python benchmarks/bench_audit.py regions` ({time.strftime('%Y-%m-%d')}).
-segment_regions on the recipe's display image ({recipe.size} px): ring = {RING_FRACTION} x head radius, dark bone
+segment_regions on the default model's display image ({recipe.size} px, clip {recipe.clip_low:g}-{recipe.clip_high:g} percentiles): ring = {RING_FRACTION} x head radius, dark bone
 peeled up to {PEEL_FRACTION} x radius deeper.
 
 Figshare, all {len(meta)} slices, expert tumor masks brought to model geometry:
