@@ -21,6 +21,13 @@ def fmt(x) -> str:
     return "-" if x is None else f"{x:.4f}"
 
 
+def augmentation(cfg: dict) -> str:
+    if not cfg.get("augment", True):
+        # said out loud: short fine-tunes scored higher without it (probes in benchmarks/RESULTS.md)
+        return "no augmentation"
+    return "augmentation (rotation +-10 deg, shift 5 %, zoom 7 %, flips, brightness/contrast)"
+
+
 def metrics_table(sections: dict[str, dict]) -> str:
     names = list(sections)
     lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
@@ -67,7 +74,7 @@ def main(run: Path) -> None:
   {p['n_train']} slices for training, {p['n_val']} held out for validation, {p['split_method']} split, seed {cfg['seed']}).
 - Recipe: {cfg['epochs']} epochs max (ran {p['epochs_run']}), batch {cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']},
   warm-up + cosine schedule, loss `{cfg['loss']}` with class weights={cfg['class_weights']} and label smoothing
-  {cfg['label_smoothing']}, augmentation (rotation +-10 deg, shift 5 %, zoom 7 %, flips, brightness/contrast),
+  {cfg['label_smoothing']}, {augmentation(cfg)},
   early stopping on validation macro-F1. Training took {p['train_seconds'] / 60:.1f} minutes on 2 CPU cores.
 - Reproduce: `make default-model` (see README).
 
