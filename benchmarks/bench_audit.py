@@ -30,6 +30,8 @@ FIGSHARE = SHARED / "figshare-brain-tumor"
 KAGGLE = SHARED / "brain-tumor-mri"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "bench_audit.py"
+# what the user set, read before tumorlens is imported (it sets OMP_WAIT_POLICY=PASSIVE as its default)
+USER_ENV = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS") if k in os.environ}
 
 
 # -- RESULTS.md: replace only our own section / subsection ----------------------------------------
@@ -187,7 +189,7 @@ def bench_speed(out_root: Path, which: list[str]) -> None:
         args, budget = runs[name]
         secs, cpu, load, summary = run_audit(args, out_root / name)
         shown = " ".join(_short(a) for a in args)
-        env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS") if k in os.environ)
+        env = " ".join(f"{k}={v}" for k, v in USER_ENV.items())
         env = env + " " if env else ""
         body = f"""Command: `{env}tumorlens audit {shown} --out {out_root / name}` ({time.strftime('%Y-%m-%d %H:%M')}),
 via `{env}.venv/bin/python benchmarks/bench_audit.py speed --runs {name}`; model `{shown_model}`.
