@@ -52,7 +52,7 @@ def compare(args) -> None:
         out = OUT / f"compare-{name}"
         epochs = epochs_for.get(name, args.epochs)
         cfg = TrainConfig(**{**dict(data=str(data), out=str(out), model=name, pretrained=MODELS.get(name), size=args.size,
-                                    split="Training", epochs=epochs, seed=0, lr=args.lr), **_clip(args)})
+                                    split="Training", epochs=epochs, seed=0, lr=args.lr), **_overrides(args)})
         result = train(cfg, samples=samples.by_split("Training"))
         metrics = evaluate(load_model(result.checkpoint), samples, out / "testing")
         rows.append((name, cfg.pretrained or "none", epochs, result.seconds, metrics))
@@ -60,7 +60,9 @@ def compare(args) -> None:
     lines = [
         f"Command: `.venv/bin/python benchmarks/bench_training.py compare {_flags(args)} --models {args.models}"
         f"{' --epochs-for ' + args.epochs_for if args.epochs_for else ''}{' --reuse ' + args.reuse if args.reuse else ''}`"
-        f" ({time.strftime('%Y-%m-%d')}, 2 shared CPU cores). Trained on Kaggle Training (15 % held out), evaluated on Testing.",
+        f" ({time.strftime('%Y-%m-%d')}, 2 shared CPU cores). Trained on Kaggle Training"
+        f" ({_overrides(args).get('val_fraction', TrainConfig.val_fraction):.0%} held out for validation), evaluated on Testing."
+        + (f" Rows taken from earlier runs: {args.reuse}." if args.reuse else ""),
         "",
         "| model | pretrained | epochs | train minutes | accuracy | macro-F1 | leakage-free accuracy | leakage-free macro-F1 |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
@@ -81,7 +83,7 @@ def figshare(args) -> None:
             continue
         out = OUT / f"figshare-fold{k}{args.tag}"
         cfg = TrainConfig(**{**dict(data=str(data), out=str(out), model="efficientnet_lite0", pretrained="imagenet",
-                                    size=args.size, epochs=args.epochs, seed=k, lr=args.lr), **_clip(args)})
+                                    size=args.size, epochs=args.epochs, seed=k, lr=args.lr), **_overrides(args)})
         result = train(cfg, samples=samples.subset(train_idx))
         metrics = evaluate(load_model(result.checkpoint), samples.subset(test_idx), out / "test", split=None)
         accs.append(metrics["all"]["accuracy"])
@@ -96,7 +98,7 @@ def _pairs(text: str | None) -> dict[str, str]:
     return dict(item.split("=", 1) for item in text.split(",")) if text else {}
 
 
-def _clip(args) -> dict:
+def _overrides(args) -> dict:
     """TrainConfig overrides from the command line: the clip percentiles and any --set key=value."""
     overrides = {"clip_low": args.clip_low, "clip_high": args.clip_high}
     for key, text in _pairs(args.set).items():
