@@ -50,7 +50,7 @@ def samples_dir(tmp_path_factory):
 def app(model_path, samples_dir, tmp_path_factory):
     db = tmp_path_factory.mktemp("db") / "audit.sqlite"
     return create_app(ServeSettings(model_path=model_path, api_keys=(API_KEY,), db_url=f"sqlite:///{db}",
-                                    samples_dir=samples_dir, max_upload_mb=4))
+                                    samples_dir=samples_dir, max_upload_mb=4, workers=2))
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         db: str = typer.Option("sqlite:///tumorlens-audit.sqlite", "--db",
                                help="audit-trail database URL (SQLAlchemy)"),
         max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.001, help="largest accepted upload"),
-        workers: int = typer.Option(2, "--workers", min=1,
+        workers: int = typer.Option(1, "--workers", min=1,
                                     help="model threads, each with its own copy of the network"),
         max_batch: int = typer.Option(16, "--max-batch", min=1, help="images per model pass when requests arrive together"),
         batch_wait_ms: float = typer.Option(2.0, "--batch-wait-ms", min=0.0,

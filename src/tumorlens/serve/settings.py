@@ -25,7 +25,10 @@ class ServeSettings:
     max_voxels: int = 64 * 1024 * 1024  # a decoded volume as float32 is 4 bytes per voxel
     explain_methods: tuple[str, ...] = FAST_METHODS
     low_confidence: float = 0.5  # below this top probability the answer is flagged "uncertain"
-    workers: int = 2  # model threads, each with its own network replica, each running one batch at a time
+    # model threads, each with its own network replica, each running one batch at a time; one thread
+    # batching every request uses 2 cores best: it runs the model while the other core does the HTTP,
+    # decoding and PNG work (benchmarks/RESULTS.md, bench_service.py)
+    workers: int = 1
     max_batch: int = 16  # images per model pass when requests arrive together
     batch_wait_ms: float = 2.0  # how long a model thread waits for more requests to join a batch
     frozen_inference: bool = True  # predictions through a TorchScript-frozen copy (serve/frozen.py)
