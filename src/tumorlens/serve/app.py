@@ -1,9 +1,10 @@
 """The FastAPI application: `create_app(settings)` loads the model once and wires the routes.
 
 Request path for /v1/predict and /v1/explain (one direction, as the rest of tumorlens):
-upload streamed into memory with a size limit -> type sniffed -> sizes checked from the header
--> decoded (worker thread) -> input checks -> model (worker thread, one at a time) -> audit
-trail -> JSON (or PNG). Nothing is written to disk but the audit row.
+upload streamed into memory with a size limit (event loop) -> then in one worker thread: type
+sniffed -> sizes checked from the header -> decoded -> input checks -> model (the model thread,
+in a batch with concurrent requests; predictor.py, batching.py) -> audit trail -> JSON (or PNG).
+Nothing is written to disk but the audit row.
 """
 
 from __future__ import annotations

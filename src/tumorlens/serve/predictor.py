@@ -10,6 +10,7 @@ threads, so the event loop keeps answering (health checks, uploads in flight) wh
 from __future__ import annotations
 
 import copy
+import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -102,6 +103,7 @@ class Predictor:
         self._replicas = [Replica(r, frozen_logits(r) if settings.frozen_inference else eager_logits(r.net))
                           for r in self.replicas]
         self.runner: ModelRunner | None = None
+        self._runner_lock = threading.Lock()
 
     def warm_up(self) -> None:
         """Forward passes and Grad-CAMs per replica at start-up, at the batch sizes the load brings,
@@ -113,23 +115,29 @@ class Predictor:
         x = self.model.prepare([head])
         for replica in self._replicas:
             for n in sorted({1, 2, min(4, self.settings.max_batch)}):
-                run_batch(replica, [Job(x, None, None) for _ in range(n)])
-                run_batch(replica, [Job(x, "gradcam", None) for _ in range(n)])
+                for method in (None, "gradcam"):
+                    jobs = [Job(x, method, None) for _ in range(n)]
+                    run_batch(replica, jobs)
+                    for job in jobs:
+                        job.future.result()  # a failure here is a broken model: raise it at start-up
         self.start()
 
-    def start(self) -> None:
-        if self.runner is None:
-            self.runner = ModelRunner(self._replicas, self.settings.max_batch, self.settings.batch_wait_ms)
+    def start(self) -> ModelRunner:
+        """The model threads (started on first use, and again after close)."""
+        with self._runner_lock:
+            if self.runner is None:
+                self.runner = ModelRunner(self._replicas, self.settings.max_batch, self.settings.batch_wait_ms)
+            return self.runner
 
     def close(self) -> None:
-        if self.runner is not None:
-            self.runner.close()
-            self.runner = None
+        with self._runner_lock:
+            if self.runner is not None:
+                self.runner.close()
+                self.runner = None
 
     def _submit(self, x: torch.Tensor, method: str | None = None, target: int | None = None) -> Future:
         """Queue x for the model; the future's result is a batching.ModelOutput."""
-        self.start()
-        return self.runner.submit(x, method, target)
+        return self.start().submit(x, method, target)
 
     # -- prediction ----------------------------------------------------------------------------
     def _judge(self, index: int | None, probs: np.ndarray | None, check: InputCheck, notes: list[str]) -> SliceResult:
