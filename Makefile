@@ -30,8 +30,7 @@ DATA ?= ../shared/data/brain-tumor-mri
 # Testing, and ships it with its model card into src/tumorlens/assets (about 50 min on 2 cores).
 default-model: $(STAMP)
 	$(BIN)/tumorlens train --data $(DATA) --split Training --model efficientnet_lite0 --pretrained imagenet \
-		--size 160 --clip-low 0 --clip-high 100 --no-augment --val-fraction 0.1 \
-		--epochs 8 --patience 3 --batch-size 32 --lr 1e-3 --seed 0 --out runs/default
+		--size 160 --epochs 8 --patience 3 --batch-size 32 --lr 1e-3 --seed 0 --out runs/default
 	$(BIN)/tumorlens evaluate --model runs/default/model.pt --data $(DATA) --out runs/default/testing
 	$(BIN)/python scripts/ship_default_model.py runs/default
 

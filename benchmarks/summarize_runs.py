@@ -19,12 +19,13 @@ def main(runs: list[Path]) -> None:
     lines = [
         "Targets (issue 3): Testing accuracy and macro-F1 >= 0.99; leakage-free macro-F1 >= 0.985; ECE <= 0.02.",
         "Each run: `tumorlens train --data ../shared/data/brain-tumor-mri --split Training --model efficientnet_lite0 "
-        "--pretrained imagenet --size S --epochs E --patience 3 --batch-size 32 --lr 1e-3 --seed 0 --out RUN`, then "
+        "--pretrained imagenet --size S --epochs E --patience 3 --batch-size 32 --lr 1e-3 --seed 0 --out RUN` "
+        "(plus `--clip-low 0 --clip-high 100 --no-augment --val-fraction 0.1` where the recipe column says so), then "
         "`tumorlens evaluate --model RUN/model.pt --data ../shared/data/brain-tumor-mri --out RUN/testing`; "
         f"table by `.venv/bin/python benchmarks/summarize_runs.py {' '.join(str(r) for r in runs)}`.",
         "",
-        "| run | size | epochs | train min | val macro-F1 | Testing acc | Testing macro-F1 | ECE | leakage-free acc | leakage-free macro-F1 | leakage-free ECE |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| run | recipe | size | epochs | train min | val macro-F1 | Testing acc | Testing macro-F1 | ECE | leakage-free acc | leakage-free macro-F1 | leakage-free ECE |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         model = load_model(run / "model.pt")
@@ -32,7 +33,7 @@ def main(runs: list[Path]) -> None:
         a, lf = m["all"], m.get("leakage_free", m["all"])
         p = model.provenance
         lines.append(
-            f"| {run.name} | {model.recipe.size} | {p['epochs_run']} | {p['train_seconds'] / 60:.1f} | "
+            f"| {run.name} | {_recipe(model)} | {model.recipe.size} | {p['epochs_run']} | {p['train_seconds'] / 60:.1f} | "
             f"{model.metrics['validation']['macro_f1']:.4f} | {a['accuracy']:.4f} | {a['macro_f1']:.4f} | {a['ece']:.4f} | "
             f"{lf['accuracy']:.4f} | {lf['macro_f1']:.4f} | {lf['ece']:.4f} |"
         )
@@ -41,6 +42,12 @@ def main(runs: list[Path]) -> None:
                  "Training times were measured while other jobs shared the 2 cores.")
     write_section("default model", "\n".join(lines))
     print("\n".join(lines))
+
+
+def _recipe(model) -> str:
+    cfg = model.provenance["config"]
+    return (f"clip {model.recipe.clip_low:g}-{model.recipe.clip_high:g} %, "
+            f"{'augmented' if cfg.get('augment', True) else 'no augmentation'}, val {cfg['val_fraction']:.0%}")
 
 
 if __name__ == "__main__":
