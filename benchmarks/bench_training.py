@@ -25,7 +25,8 @@ from tumorlens.evaluation.evaluate import evaluate
 from tumorlens.models import load_model
 from tumorlens.training.trainer import TrainConfig, train
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
 OUT = Path(__file__).resolve().parent / "out"
 MODELS = {  # name -> pretrained source
     "simple_cnn": None,
@@ -43,11 +44,13 @@ def compare(args) -> None:
     for name in args.models.split(","):
         if name in reuse:  # a run trained earlier with `tumorlens train` (e.g. the default model's run)
             run = Path(reuse[name])
+            run = run if run.is_absolute() else ROOT / run  # paths as typed from the repository root
             model = load_model(run / "model.pt")
             metrics = json.loads((run / "testing" / "metrics.json").read_text())
             epochs = model.provenance["epochs_run"]
             rows.append((name, model.provenance["config"]["pretrained"] or "none", epochs,
                          model.provenance["train_seconds"], metrics))
+            _write_compare(args, rows)
             continue
         out = OUT / f"compare-{name}"
         epochs = epochs_for.get(name, args.epochs)
@@ -57,6 +60,10 @@ def compare(args) -> None:
         metrics = evaluate(load_model(result.checkpoint), samples, out / "testing")
         rows.append((name, cfg.pretrained or "none", epochs, result.seconds, metrics))
         print(name, metrics["all"]["accuracy"], flush=True)
+        _write_compare(args, rows)  # after every model, so a cut-off run still reports what it measured
+
+
+def _write_compare(args, rows) -> None:
     lines = [
         f"Command: `.venv/bin/python benchmarks/bench_training.py compare {_flags(args)} --models {args.models}"
         f"{' --epochs-for ' + args.epochs_for if args.epochs_for else ''}{' --reuse ' + args.reuse if args.reuse else ''}`"
