@@ -109,20 +109,35 @@ def _seeded(seed: int | None) -> Iterator[None]:
 _silent_tqdm = types.SimpleNamespace(tqdm=lambda iterable, *a, **k: iterable)
 
 
-def thin_projection(activation_batch: np.ndarray) -> np.ndarray:
-    """pytorch-grad-cam's get_2d_projection (EigenCAM, eigen_smooth) with a thin SVD.
+def first_component_projection(activation_batch: np.ndarray) -> np.ndarray:
+    """pytorch-grad-cam's get_2d_projection (EigenCAM, eigen_smooth): each position's activations
+    projected on the first principal component of the centred (positions x channels) matrix.
 
-    The library asks numpy for the full (C x C) right-singular basis only to use its first row:
-    for a 1280-channel layer that is 39 ms per image against a 6 ms forward pass. The thin SVD
-    yields the same first component (checked against the library in the tests) in 1.4 ms."""
-    batch = np.nan_to_num(np.asarray(activation_batch, dtype=np.float32), nan=0.0)
-    out = []
-    for act in batch:
-        flat = act.reshape(act.shape[0], -1).T
-        flat = flat - flat.mean(axis=0)  # centred, as the library does
-        _, _, vt = np.linalg.svd(flat, full_matrices=False)
-        out.append((flat @ vt[0]).reshape(act.shape[1:]))
-    return np.float32(out)
+    Two changes, both hand-written because the library offers no switch:
+    - Speed: the library asks numpy for a full SVD per image, of which it uses one vector; for a
+      1280-channel layer that cost more than the forward pass (and OpenBLAS threads spinning on a
+      busy machine made it 13 ms per image). The leading eigenvector of the small Gram matrix
+      (positions x positions, or channels x channels when smaller), one batched eigh for the whole
+      batch, gives the same component in about 0.2 ms per image.
+    - Sign: a principal component has no sign, and the library keeps whichever one the BLAS returns,
+      so its maps come out inverted on some machines (pytorch-grad-cam issue #315). Here the
+      component is oriented so that the map correlates positively with the centred channel sum,
+      i.e. it points where the layer fires more; the same on every machine."""
+    batch = np.nan_to_num(np.asarray(activation_batch, dtype=np.float64), nan=0.0)
+    n, c = batch.shape[:2]
+    spatial = batch.shape[2:]
+    flat = batch.reshape(n, c, -1).transpose(0, 2, 1)  # (N, positions, channels)
+    flat = flat - flat.mean(axis=1, keepdims=True)  # centred over positions, as the library does
+    if flat.shape[1] <= c:
+        w, u = np.linalg.eigh(flat @ flat.transpose(0, 2, 1))  # ascending eigenvalues
+        proj = u[:, :, -1] * np.sqrt(np.clip(w[:, -1], 0.0, None))[:, None]
+    else:
+        _, v = np.linalg.eigh(flat.transpose(0, 2, 1) @ flat)
+        proj = np.einsum("npc,nc->np", flat, v[:, :, -1])
+    toward = flat.sum(axis=2)  # centred channel sum per position
+    flip = np.einsum("np,np->n", proj, toward) < 0
+    proj[flip] *= -1
+    return proj.reshape(n, *spatial).astype(np.float32)
 
 
 _PROJECTION_USERS = ("base_cam", "eigen_cam", "layer_cam", "hirescam")
@@ -132,7 +147,7 @@ _PROJECTION_USERS = ("base_cam", "eigen_cam", "layer_cam", "hirescam")
 def _fast_projection() -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         for module in _PROJECTION_USERS:
-            stack.enter_context(mock.patch(f"pytorch_grad_cam.{module}.get_2d_projection", thin_projection))
+            stack.enter_context(mock.patch(f"pytorch_grad_cam.{module}.get_2d_projection", first_component_projection))
         yield
 
 

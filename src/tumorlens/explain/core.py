@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from tumorlens.explain.methods import ExplainError, method_spec, resolve_params
 from tumorlens.explain.model_access import (
