@@ -149,7 +149,7 @@ def main() -> None:
     ap.add_argument("--clip-high", type=float, default=99.0)
     ap.add_argument("--epochs-for", default=None, help="per-model epochs, e.g. resnet18=4,simple_cnn=10")
     ap.add_argument("--reuse", default=None, help="name=RUN_DIR: take that model's row from an earlier run")
-    ap.add_argument("--set", default=None, help="other TrainConfig fields, e.g. augment=false,lr=3e-4")
+    ap.add_argument("--set", default=None, help="other TrainConfig fields, e.g. augment=flip,lr=3e-4")
     ap.add_argument("--tag", default="", help="suffix of the output folders (parallel probes)")
     ap.add_argument("--only-fold", type=int, default=None, help="train and test one fold only (printed, not written)")
     args = ap.parse_args()

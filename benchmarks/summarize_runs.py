@@ -13,6 +13,7 @@ from pathlib import Path
 
 from results import write_section
 from tumorlens.models import load_model
+from tumorlens.training.augment import augment_preset
 
 
 def main(runs: list[Path]) -> None:
@@ -47,7 +48,7 @@ def main(runs: list[Path]) -> None:
 def _recipe(model) -> str:
     cfg = model.provenance["config"]
     return (f"clip {model.recipe.clip_low:g}-{model.recipe.clip_high:g} %, "
-            f"{'augmented' if cfg.get('augment', True) else 'no augmentation'}, val {cfg['val_fraction']:.0%}")
+            f"augment {augment_preset(cfg.get('augment', True))}, val {cfg['val_fraction']:.0%}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tumorlens.assets import ASSETS
 from tumorlens.models import load_model
+from tumorlens.training.augment import augment_preset
 
 MAX_MB = 25
 
@@ -22,10 +23,12 @@ def fmt(x) -> str:
 
 
 def augmentation(cfg: dict) -> str:
-    if not cfg.get("augment", True):
-        # said out loud: short fine-tunes scored higher without it (probes in benchmarks/RESULTS.md)
-        return "no augmentation"
-    return "augmentation (rotation +-10 deg, shift 5 %, zoom 7 %, flips, brightness/contrast)"
+    name = augment_preset(cfg.get("augment", True))
+    return {
+        "none": "no augmentation",
+        "flip": "left-right flips as the only augmentation",
+        "mri": "augmentation (rotation +-10 deg, shift 5 %, zoom 7 %, flips, brightness/contrast)",
+    }[name]
 
 
 def metrics_table(sections: dict[str, dict]) -> str:

@@ -15,6 +15,7 @@ from tumorlens.data.synthetic import make_phantoms
 from tumorlens.evaluation.calibration import expected_calibration_error, fit_temperature
 from tumorlens.models import CheckpointError, build_model, load_model
 from tumorlens.models.registry import PretrainedWeightsError
+from tumorlens.training.augment import augment_preset, make_augment
 from tumorlens.training.losses import FocalLoss
 from tumorlens.training.trainer import TrainConfig, train
 
@@ -79,6 +80,26 @@ def test_focal_weighted_sampling_and_clip_recipe_train(tmp_path, phantoms):
     # the intensity recipe chosen for training is the one every later user of the checkpoint applies
     recipe = load_model(result.checkpoint).recipe
     assert (recipe.clip_low, recipe.clip_high) == (0, 100)
+
+
+def test_flip_preset_only_mirrors_and_mri_preset_changes_more():
+    x = torch.randn(64, 1, 24, 24)
+    flipped = make_augment("flip", fill=0.0)(x, generator=torch.Generator().manual_seed(0))
+    # every image comes back either untouched or exactly mirrored, and both happen
+    same = torch.isclose(flipped, x, atol=1e-5).flatten(1).all(1)
+    mirrored = torch.isclose(flipped, x.flip(-1), atol=1e-5).flatten(1).all(1)
+    assert bool((same | mirrored).all()) and 0 < int(mirrored.sum()) < 64
+    full = make_augment("mri", fill=0.0)(x, generator=torch.Generator().manual_seed(0))
+    assert not torch.isclose(full, x, atol=1e-3).flatten(1).all(1).any()
+    assert make_augment("none", fill=0.0) is None
+    # checkpoints written before the presets stored a bool
+    assert augment_preset(True) == "mri" and augment_preset(False) == "none"
+
+
+def test_unknown_augmentation_is_refused_before_training(tmp_path, phantoms):
+    with pytest.raises(ValueError, match="flip"):
+        train(_config(tmp_path, augment="rotate-a-lot"), samples=phantoms)
+    assert not (tmp_path / "run" / "model.pt").exists()
 
 
 def test_damaged_or_mismatched_checkpoints_are_clear_errors(tmp_path, trained):

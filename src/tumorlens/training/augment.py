@@ -1,6 +1,9 @@
 """Augmentation suited to MRI slices, applied to a whole batch at once: small rotations, shifts
 and zooms, left-right flips, brightness and contrast, each drawn per image.
 
+Presets by name (`tumorlens train --augment NAME`): "none", "flip" (left-right flips only: the
+brain is near-symmetric, so a flipped slice is a real slice), "mri" (flips plus the rest).
+
 Written with affine_grid/grid_sample rather than torchvision.transforms.v2 because v2 draws one
 set of parameters per call: per-image parameters would need a Python loop over the batch, which
 cost about 30 ms per image on this 2-core machine, as much as the model's own training step.
@@ -12,6 +15,27 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+
+AUGMENT_PRESETS = ("none", "flip", "mri")
+
+
+def augment_preset(name: str | bool) -> str:
+    """A preset name; True/False (older checkpoints) mean "mri"/"none"."""
+    if isinstance(name, bool):
+        return "mri" if name else "none"
+    if name not in AUGMENT_PRESETS:
+        raise ValueError(f"unknown augmentation {name!r}; choose one of: {', '.join(AUGMENT_PRESETS)}")
+    return name
+
+
+def make_augment(name: str | bool, fill: float) -> "BatchAugment | None":
+    name = augment_preset(name)
+    if name == "none":
+        return None
+    if name == "flip":
+        return BatchAugment(fill, degrees=0.0, translate=0.0, scale=(1.0, 1.0), contrast=0.0, brightness=0.0)
+    return BatchAugment(fill)
 
 
 class BatchAugment(torch.nn.Module):

@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         class_weights: bool = typer.Option(True, "--class-weights/--no-class-weights"),
         weighted_sampling: bool = typer.Option(False, "--weighted-sampling/--no-weighted-sampling"),
         label_smoothing: float = typer.Option(0.05, "--label-smoothing"),
-        augment: bool = typer.Option(True, "--augment/--no-augment"),
+        augment: str = typer.Option("mri", "--augment", help="none, flip (left-right only) or mri (flips, small rotations, shifts, zoom, brightness/contrast)"),
         patience: int = typer.Option(4, "--patience", help="early stopping on validation macro-F1"),
         seed: int = typer.Option(0, "--seed"),
         devices: str = typer.Option("1", "--devices"),

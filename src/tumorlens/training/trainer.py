@@ -22,7 +22,7 @@ from tumorlens.evaluation.calibration import fit_temperature
 from tumorlens.evaluation.metrics import classification_metrics
 from tumorlens.models.checkpoint import save_checkpoint
 from tumorlens.models.registry import build_model
-from tumorlens.training.augment import BatchAugment
+from tumorlens.training.augment import augment_preset, make_augment
 from tumorlens.training.curves import save_curves
 from tumorlens.training.datasets import TensorImageDataset, preprocess_all
 from tumorlens.training.losses import balanced_class_weights, make_loss
@@ -53,7 +53,7 @@ class TrainConfig:
     weighted_sampling: bool = False
     label_smoothing: float = 0.05
     focal_gamma: float = 2.0
-    augment: bool = True
+    augment: str = "mri"  # none, flip or mri (tumorlens.training.augment)
     patience: int = 4
     seed: int = 0
     devices: int | str = 1
@@ -77,6 +77,7 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     from tumorlens.data.splits import stratified_split, patient_group_split
 
     started = time.time()
+    augment_preset(config.augment)  # an unknown name fails before any data is read
     L.seed_everything(config.seed, workers=True)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,7 +129,7 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     module = Classifier(
         net, loss, len(classes), lr=config.lr, weight_decay=config.weight_decay,
         optimizer=config.optimizer, channels_last=config.channels_last,
-        augment=BatchAugment(fill=background) if config.augment else None,
+        augment=make_augment(config.augment, fill=background),
     )
 
     best = ModelCheckpoint(dirpath=out / "lightning", filename="best", monitor="val_macro_f1", mode="max", save_last=True)
