@@ -21,7 +21,8 @@ def main(runs: list[Path]) -> None:
         "Targets (issue 3): Testing accuracy and macro-F1 >= 0.99; leakage-free macro-F1 >= 0.985; ECE <= 0.02.",
         "Each run: `tumorlens train --data ../shared/data/brain-tumor-mri --split Training --model efficientnet_lite0 "
         "--pretrained imagenet --size S --epochs E --patience 3 --batch-size 32 --lr 1e-3 --seed 0 --out RUN` "
-        "(plus `--clip-low 0 --clip-high 100 --no-augment --val-fraction 0.1` where the recipe column says so), then "
+        "plus the options in the recipe column (`--clip-low/--clip-high`, `--augment`, `--val-fraction`, "
+        "`--no-class-weights`, `--label-smoothing`), then "
         "`tumorlens evaluate --model RUN/model.pt --data ../shared/data/brain-tumor-mri --out RUN/testing`; "
         f"table by `.venv/bin/python benchmarks/summarize_runs.py {' '.join(str(r) for r in runs)}`.",
         "",
@@ -48,7 +49,8 @@ def main(runs: list[Path]) -> None:
 def _recipe(model) -> str:
     cfg = model.provenance["config"]
     return (f"clip {model.recipe.clip_low:g}-{model.recipe.clip_high:g} %, "
-            f"augment {augment_preset(cfg.get('augment', True))}, val {cfg['val_fraction']:.0%}")
+            f"augment {augment_preset(cfg.get('augment', True))}, class weights {'on' if cfg['class_weights'] else 'off'}, "
+            f"label smoothing {cfg['label_smoothing']:g}, val {cfg['val_fraction']:.0%}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Copy a trained run into the package as the default model and write its model card.
 
 usage: python scripts/ship_default_model.py RUN_DIR
-RUN_DIR holds model.pt (from `tumorlens train`) and testing/metrics.json (from `tumorlens evaluate`).
+RUN_DIR holds model.pt (from `tumorlens train`) and testing/metrics.json (from `tumorlens evaluate`);
+when RUN_DIR/audit/summary.json (from `tumorlens audit`) exists, its findings go into the card too.
 """
 
 from __future__ import annotations
@@ -46,6 +47,18 @@ def metrics_table(sections: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def audit_findings(run: Path) -> str:
+    summary = run / "audit" / "summary.json"
+    if not summary.is_file():
+        return "Not audited: run `tumorlens audit --model src/tumorlens/assets/default_model.pt --data DATASET`."
+    found = json.loads(summary.read_text())
+    data = found["data"]
+    where = f"{Path(data['root']).name} {data.get('audited_split') or ''}".strip()
+    lines = [f"`tumorlens audit` on {found['n_images']} slices of {where}: "
+             f"**{found['verdict']['status']}**. {found['verdict']['headline']}", ""]
+    return "\n".join(lines + [f"- {f}" for f in found["verdict"]["findings"]])
+
+
 def main(run: Path) -> None:
     ckpt = run / "model.pt"
     size_mb = ckpt.stat().st_size / 2**20
@@ -76,7 +89,7 @@ def main(run: Path) -> None:
 - Trained on `{p['data']}`, split `{p['train_split']}` only (the Kaggle Brain Tumor MRI set,
   {p['n_train']} slices for training, {p['n_val']} held out for validation, {p['split_method']} split, seed {cfg['seed']}).
 - Recipe: {cfg['epochs']} epochs max (ran {p['epochs_run']}), batch {cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']},
-  warm-up + cosine schedule, loss `{cfg['loss']}` with class weights={cfg['class_weights']} and label smoothing
+  one-cycle schedule (torch OneCycleLR), loss `{cfg['loss']}` with class weights={cfg['class_weights']} and label smoothing
   {cfg['label_smoothing']}, {augmentation(cfg)},
   early stopping on validation macro-F1. Training took {p['train_seconds'] / 60:.1f} minutes on 2 CPU cores.
 - Reproduce: `make default-model` (see README).
@@ -88,12 +101,16 @@ Measured by `tumorlens evaluate --model src/tumorlens/assets/default_model.pt --
 
 {testing.get('near_twin_in_training', 0)} of {testing['all']['n']} Testing slices have a near twin (perceptual hash) in Training.
 
+## What the audit found
+{audit_findings(run)}
+
 ## Known limits
 - The Kaggle set mixes three sources; class, source, file format and framing are confounded
   (most "notumor" slices come from Br35H). High accuracy can partly come from those cues:
   run `tumorlens audit` to see where the model looks and how it does with the brain blanked.
-- Validation images come from the same Training folder, which itself contains near-duplicates,
-  so validation figures are optimistic; prefer the leakage-free Testing column above.
+- Validation images are a stratified share of the Training folder (the set has no patient ids),
+  which holds near-duplicates of its own, and Testing has near twins in Training (count above):
+  no split here is a clean test. Prefer the leakage-free Testing column.
 - Slices only (no volumes), axial, contrast-enhanced T1 mostly; other sequences, planes,
   scanners, children, post-operative brains and other pathologies are out of its training data.
 """
