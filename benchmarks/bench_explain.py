@@ -278,7 +278,7 @@ def passes_text(p) -> str:
 
 def report(args, described: str, rows: list[dict], lime_row: dict | None, occ_row: dict | None, seconds: float,
            loads: list[float]) -> str:
-    cmd = "flock /tmp/s2/bench.lock .venv/bin/python benchmarks/bench_explain.py " + " ".join(sys.argv[1:])
+    cmd = ".venv/bin/python benchmarks/bench_explain.py " + " ".join(sys.argv[1:])
     lines = [
         f"Command: `{cmd}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {described}; Kaggle Testing "
         f"slices (first files of each class, round-robin), batch {args.batch_size}, 2 torch threads, "
