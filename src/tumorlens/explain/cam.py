@@ -129,8 +129,8 @@ def first_component_projection(activation_batch: np.ndarray) -> np.ndarray:
     flat = batch.reshape(n, c, -1).transpose(1, 2)  # (N, positions, channels)
     flat = flat - flat.mean(dim=1, keepdim=True)  # centred over positions, as the library does
     # In torch rather than numpy: numpy's OpenBLAS keeps its own threads spinning after a call, and
-    # on 2 cores they took the CPU from the next forward pass (EigenCAM ran at 0.74 of the bare
-    # forward; with torch's own passive thread pool it runs at about 1.0).
+    # on 2 cores they took the CPU from the next forward pass (EigenCAM efficiency 0.69 -> 0.86 in
+    # benchmarks/bench_explain.py with torch's own, passive thread pool).
     if flat.shape[1] <= c:
         w, u = torch.linalg.eigh(flat @ flat.transpose(1, 2))  # ascending eigenvalues
         proj = u[:, :, -1] * w[:, -1].clamp(min=0.0).sqrt()[:, None]
