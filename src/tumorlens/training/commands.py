@@ -46,6 +46,7 @@ def register(app: typer.Typer) -> None:
         augment: str = typer.Option("mri", "--augment", help="none, flip (left-right only) or mri (flips, small rotations, shifts, zoom, brightness/contrast)"),
         patience: int = typer.Option(4, "--patience", help="early stopping on validation macro-F1"),
         seed: int = typer.Option(0, "--seed"),
+        split_seed: Optional[int] = typer.Option(None, "--split-seed", help="seed of the validation split (default: --seed); fix it to compare seeds on one validation set"),
         devices: str = typer.Option("1", "--devices"),
         num_nodes: int = typer.Option(1, "--num-nodes"),
         resume: Optional[Path] = typer.Option(None, "--resume", help="Lightning checkpoint to resume from (OUT/lightning/last.ckpt)"),
@@ -60,7 +61,7 @@ def register(app: typer.Typer) -> None:
             split=split, val_fraction=val_fraction, epochs=epochs, max_steps=max_steps, max_val_steps=max_val_steps,
             batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer, loss=loss,
             class_weights=class_weights, weighted_sampling=weighted_sampling, label_smoothing=label_smoothing,
-            augment=augment, patience=patience, seed=seed, devices=int(devices) if devices.isdigit() else devices,
+            augment=augment, patience=patience, seed=seed, split_seed=split_seed, devices=int(devices) if devices.isdigit() else devices,
             num_nodes=num_nodes, resume=str(resume) if resume else None, class_map=_parse_class_map(class_map),
         )
         with exit_on_user_error():

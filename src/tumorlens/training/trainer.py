@@ -56,6 +56,8 @@ class TrainConfig:
     augment: str = "mri"  # none, flip or mri (tumorlens.training.augment)
     patience: int = 4
     seed: int = 0
+    # draws the validation split; None: the same as seed. Fix it to compare seeds on one validation set.
+    split_seed: int | None = None
     devices: int | str = 1
     num_nodes: int = 1
     accelerator: str = "auto"
@@ -94,11 +96,12 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     if any(s.label is None for s in samples.samples):
         raise ValueError(f"{config.data}: every training sample needs a label (class folder or metadata)")
 
+    split_seed = config.seed if config.split_seed is None else config.split_seed
     if samples.has_patients():
-        train_idx, val_idx = patient_group_split(samples, val_fraction=config.val_fraction, seed=config.seed)
+        train_idx, val_idx = patient_group_split(samples, val_fraction=config.val_fraction, seed=split_seed)
         split_method = "patient-grouped"
     else:
-        train_idx, val_idx = stratified_split(samples, val_fraction=config.val_fraction, seed=config.seed)
+        train_idx, val_idx = stratified_split(samples, val_fraction=config.val_fraction, seed=split_seed)
         split_method = "stratified"
     train_set, val_set = samples.subset(train_idx), samples.subset(val_idx)
     classes = samples.classes
