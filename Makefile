@@ -28,10 +28,10 @@ test: $(STAMP)
 DATA ?= ../shared/data/brain-tumor-mri
 # Trains the default model on Kaggle Training (a stratified 10 % held out for validation and
 # temperature scaling), evaluates and audits it on Testing, and ships it with its model card into
-# src/tumorlens/assets (about 10 min of training on 2 idle cores).
+# src/tumorlens/assets (26 min of training measured on 2 cores shared with a second run).
 default-model: $(STAMP)
 	$(BIN)/tumorlens train --data $(DATA) --split Training --model efficientnet_lite0 --pretrained imagenet \
-		--size 160 --epochs 5 --patience 3 --batch-size 32 --lr 1e-3 --seed 0 --out runs/default \
+		--size 224 --epochs 5 --patience 3 --batch-size 32 --lr 1e-3 --seed 0 --split-seed 0 --out runs/default \
 		--clip-low 0 --clip-high 100 --augment flip --val-fraction 0.1 --no-class-weights --label-smoothing 0
 	$(BIN)/tumorlens evaluate --model runs/default/model.pt --data $(DATA) --out runs/default/testing
 	$(BIN)/tumorlens audit --model runs/default/model.pt --data $(DATA) --out runs/default/audit

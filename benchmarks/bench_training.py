@@ -91,13 +91,31 @@ def figshare(args) -> None:
         out = OUT / f"figshare-fold{k}{args.tag}"
         cfg = TrainConfig(**{**dict(data=str(data), out=str(out), model="efficientnet_lite0", pretrained="imagenet",
                                     size=args.size, epochs=args.epochs, seed=k, lr=args.lr), **_overrides(args)})
-        result = train(cfg, samples=samples.subset(train_idx))
-        metrics = evaluate(load_model(result.checkpoint), samples.subset(test_idx), out / "test", split=None)
+        done = _finished_fold(out, cfg)
+        if done is not None:  # this fold was trained and tested with the same config before (e.g. a probe)
+            metrics, seconds = done
+            print(f"fold {k}: reusing {out}", flush=True)
+        else:
+            result = train(cfg, samples=samples.subset(train_idx))
+            metrics = evaluate(load_model(result.checkpoint), samples.subset(test_idx), out / "test", split=None)
+            seconds = result.seconds
         accs.append(metrics["all"]["accuracy"])
         f1s.append(metrics["all"]["macro_f1"])
-        secs.append(result.seconds)
+        secs.append(seconds)
         print(f"fold {k}: accuracy {accs[-1]:.4f}", flush=True)
         _write_figshare(args, accs, f1s, secs)  # after every fold, so a cut-off run still reports what it measured
+
+
+def _finished_fold(out: Path, cfg: TrainConfig) -> tuple[dict, float] | None:
+    """(test metrics, training seconds) of a fold already run into `out` with exactly this config, else None."""
+    from dataclasses import asdict
+
+    if not (out / "test" / "metrics.json").exists() or not (out / "model.pt").exists():
+        return None
+    provenance = load_model(out / "model.pt").provenance
+    if provenance.get("config") != asdict(cfg):
+        return None
+    return json.loads((out / "test" / "metrics.json").read_text()), provenance["train_seconds"]
 
 
 def _pairs(text: str | None) -> dict[str, str]:
