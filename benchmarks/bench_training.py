@@ -6,6 +6,10 @@
 
 usage: .venv/bin/python benchmarks/bench_training.py compare [--epochs N] [--size S] [--models a,b]
        .venv/bin/python benchmarks/bench_training.py figshare [--epochs N] [--size S] [--folds K]
+
+A figshare fold already trained and tested into its output folder with the same config (a probe
+with --only-fold, or a cut-off run) is reused, not retrained: folds can run in parallel as
+separate --only-fold processes, then the full command collects them and writes RESULTS.md.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +53,7 @@ def compare(args) -> None:
             model = load_model(run / "model.pt")
             metrics = json.loads((run / "testing" / "metrics.json").read_text())
             epochs = model.provenance["epochs_run"]
-            rows.append((name, model.provenance["config"]["pretrained"] or "none", epochs,
+            rows.append((name, model.provenance["config"]["pretrained"] or "none", model.recipe.size, epochs,
                          model.provenance["train_seconds"], metrics))
             _write_compare(args, rows)
             continue
@@ -58,7 +63,7 @@ def compare(args) -> None:
                                     split="Training", epochs=epochs, seed=0, lr=args.lr), **_overrides(args)})
         result = train(cfg, samples=samples.by_split("Training"))
         metrics = evaluate(load_model(result.checkpoint), samples, out / "testing")
-        rows.append((name, cfg.pretrained or "none", epochs, result.seconds, metrics))
+        rows.append((name, cfg.pretrained or "none", cfg.size, epochs, result.seconds, metrics))
         print(name, metrics["all"]["accuracy"], flush=True)
         _write_compare(args, rows)  # after every model, so a cut-off run still reports what it measured
 
@@ -71,12 +76,12 @@ def _write_compare(args, rows) -> None:
         f" ({_overrides(args).get('val_fraction', TrainConfig.val_fraction):.0%} held out for validation), evaluated on Testing."
         + (f" Rows taken from earlier runs: {args.reuse}." if args.reuse else ""),
         "",
-        "| model | pretrained | epochs | train minutes | accuracy | macro-F1 | leakage-free accuracy | leakage-free macro-F1 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| model | pretrained | size | epochs | train minutes | accuracy | macro-F1 | leakage-free accuracy | leakage-free macro-F1 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, pre, epochs, secs, m in rows:
+    for name, pre, size, epochs, secs, m in rows:
         lf = m.get("leakage_free", m["all"])
-        lines.append(f"| {name} | {pre} | {epochs} | {secs / 60:.1f} | {m['all']['accuracy']:.4f} | {m['all']['macro_f1']:.4f} | "
+        lines.append(f"| {name} | {pre} | {size} | {epochs} | {secs / 60:.1f} | {m['all']['accuracy']:.4f} | {m['all']['macro_f1']:.4f} | "
                      f"{lf['accuracy']:.4f} | {lf['macro_f1']:.4f} |")
     write_section("bench_training.py compare", "\n".join(lines))
 
@@ -108,8 +113,6 @@ def figshare(args) -> None:
 
 def _finished_fold(out: Path, cfg: TrainConfig) -> tuple[dict, float] | None:
     """(test metrics, training seconds) of a fold already run into `out` with exactly this config, else None."""
-    from dataclasses import asdict
-
     if not (out / "test" / "metrics.json").exists() or not (out / "model.pt").exists():
         return None
     provenance = load_model(out / "model.pt").provenance
