@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tumorlens.assets import ASSETS
 from tumorlens.models import load_model
-from tumorlens.training.augment import augment_preset
+from tumorlens.training.augment import AUGMENT_PRESETS, augment_preset
 
 MAX_MB = 25
 
@@ -24,12 +24,7 @@ def fmt(x) -> str:
 
 
 def augmentation(cfg: dict) -> str:
-    name = augment_preset(cfg.get("augment", True))
-    return {
-        "none": "no augmentation",
-        "flip": "left-right flips as the only augmentation",
-        "mri": "augmentation (rotation +-10 deg, shift 5 %, zoom 7 %, flips, brightness/contrast)",
-    }[name]
+    return f"augmentation: {AUGMENT_PRESETS[augment_preset(cfg.get('augment', True))]}"
 
 
 def metrics_table(sections: dict[str, dict]) -> str:

@@ -16,17 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-
-AUGMENT_PRESETS = ("none", "flip", "mri")
-
-
-def augment_preset(name: str | bool) -> str:
-    """A preset name; True/False (older checkpoints) mean "mri"/"none"."""
-    if isinstance(name, bool):
-        return "mri" if name else "none"
-    if name not in AUGMENT_PRESETS:
-        raise ValueError(f"unknown augmentation {name!r}; choose one of: {', '.join(AUGMENT_PRESETS)}")
-    return name
+from tumorlens.training.augment_presets import AUGMENT_PRESETS, augment_preset  # noqa: F401 (re-exported)
 
 
 def make_augment(name: str | bool, fill: float) -> "BatchAugment | None":

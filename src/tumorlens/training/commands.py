@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from tumorlens.cli_errors import exit_on_user_error
+from tumorlens.training.augment_presets import AUGMENT_PRESETS
 
 
 def _parse_class_map(text: str | None) -> dict[str, str]:
@@ -43,7 +44,7 @@ def register(app: typer.Typer) -> None:
         class_weights: bool = typer.Option(True, "--class-weights/--no-class-weights"),
         weighted_sampling: bool = typer.Option(False, "--weighted-sampling/--no-weighted-sampling"),
         label_smoothing: float = typer.Option(0.05, "--label-smoothing"),
-        augment: str = typer.Option("mri", "--augment", help="none, flip (left-right only) or mri (flips, small rotations, shifts, zoom, brightness/contrast)"),
+        augment: str = typer.Option("mri", "--augment", help="; ".join(f"{name}: {what}" for name, what in AUGMENT_PRESETS.items())),
         patience: int = typer.Option(4, "--patience", help="early stopping on validation macro-F1"),
         seed: int = typer.Option(0, "--seed"),
         split_seed: Optional[int] = typer.Option(None, "--split-seed", help="seed of the validation split (default: --seed); fix it to compare seeds on one validation set"),
