@@ -17,6 +17,7 @@ from tumorlens.models import CheckpointError, build_model, load_model
 from tumorlens.models.registry import PretrainedWeightsError
 from tumorlens.training.augment import augment_preset, make_augment
 from tumorlens.training.losses import FocalLoss
+from tumorlens.training.module import Classifier
 from tumorlens.training.trainer import TrainConfig, train
 
 CLASSES = ("glioma", "meningioma", "notumor")
@@ -75,6 +76,42 @@ def test_split_seed_keeps_one_validation_set_across_training_seeds(tmp_path, pha
 
     assert val_digest("a", seed=1, split_seed=7) == val_digest("b", seed=2, split_seed=7)
     assert val_digest("c", seed=1) != val_digest("d", seed=2)  # by default the seed draws the split too
+
+
+def test_an_interrupted_run_resumes_from_its_latest_epoch(tmp_path, phantoms, monkeypatch):
+    class Interrupted(Exception):
+        pass
+
+    def crash_after_epoch_1(module):
+        if module.current_epoch == 2:
+            raise Interrupted
+
+    monkeypatch.setattr(Classifier, "on_train_epoch_start", crash_after_epoch_1, raising=False)
+    with pytest.raises(Interrupted):
+        train(_config(tmp_path, epochs=3), samples=phantoms)
+    last = tmp_path / "run" / "lightning" / "last.ckpt"
+    # last.ckpt holds the latest finished epoch (1), whichever epoch validated best
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 1
+    monkeypatch.undo()
+
+    result = train(_config(tmp_path, epochs=3, resume=str(last)), samples=phantoms)
+    assert load_model(result.checkpoint).classes == list(CLASSES)
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 2  # only the missing epoch ran
+    curves = (tmp_path / "run" / "curves.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in curves[1:]] == ["0", "1", "2"]  # the curves cover the whole run
+
+
+def test_resuming_with_other_settings_or_a_bad_file_is_a_clear_error(tmp_path, trained, phantoms):
+    _, tmp = trained
+    last = tmp / "run" / "lightning" / "last.ckpt"
+    with pytest.raises(ValueError, match="same data, --epochs"):
+        train(_config(tmp_path, epochs=12, resume=str(last)), samples=phantoms)
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
+        train(_config(tmp_path, resume=str(tmp_path / "missing.ckpt")), samples=phantoms)
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(last.read_bytes()[:5000])
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        train(_config(tmp_path, resume=str(damaged)), samples=phantoms)
 
 
 def test_patient_ids_give_a_patient_grouped_split(tmp_path):

@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         split_seed: Optional[int] = typer.Option(None, "--split-seed", help="seed of the validation split (default: --seed); fix it to compare seeds on one validation set"),
         devices: str = typer.Option("1", "--devices"),
         num_nodes: int = typer.Option(1, "--num-nodes"),
-        resume: Optional[Path] = typer.Option(None, "--resume", help="Lightning checkpoint to resume from (OUT/lightning/last.ckpt)"),
+        resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run from its OUT/lightning/last.ckpt (same data and settings)"),
         class_map: Optional[str] = typer.Option(None, "--class-map", help="rename classes: folder=class,..."),
     ) -> None:
         """Train a classifier; writes OUT/model.pt (weights, recipe, classes, provenance, metrics)."""

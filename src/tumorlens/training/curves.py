@@ -7,13 +7,22 @@ from pathlib import Path
 import pandas as pd
 
 
-def save_curves(metrics_csv: Path, out_dir: Path) -> Path | None:
+def read_log(metrics_csv: Path) -> pd.DataFrame | None:
+    """The CSV log as it stands, or None (read before a resumed run: Lightning deletes the old file)."""
+    return pd.read_csv(metrics_csv) if Path(metrics_csv).is_file() else None
+
+
+def save_curves(metrics_csv: Path, out_dir: Path, earlier: pd.DataFrame | None = None) -> Path | None:
+    """Per-epoch curves; `earlier` is the log of the interrupted run a resumed run continues."""
     metrics_csv = Path(metrics_csv)
     if not metrics_csv.is_file():
         return None
     log = pd.read_csv(metrics_csv)
     if "epoch" not in log:
         return None
+    if earlier is not None and "epoch" in earlier:
+        log = pd.concat([earlier[earlier["epoch"] < log["epoch"].min()], log], ignore_index=True)
+        log.to_csv(metrics_csv, index=False)  # the whole run's log, as if never interrupted
     per_epoch = log.groupby("epoch").mean(numeric_only=True).drop(columns=["step"], errors="ignore")
     per_epoch.to_csv(Path(out_dir) / "curves.csv")
 

@@ -61,7 +61,22 @@ class Classifier(L.LightningModule):
         opt = opt_cls(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         # +1: OneCycleLR refuses to step past its total, and a resumed run may count one more.
         total = max(int(self.trainer.estimated_stepping_batches), 1) + 1
+        _refuse_a_different_schedule(self.trainer.ckpt_path, total)
         # One-cycle: warm-up over the first 10 % of steps, then cosine annealing, with Adam's beta1
         # cycled inversely (torch's scheduler, not written here).
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=total, pct_start=0.1)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _refuse_a_different_schedule(resume_path: str | None, total_steps: int) -> None:
+    """A resumed run keeps the interrupted run's schedule: one-cycle cannot be stretched midway, and
+    torch would only fail when the old schedule runs out, epochs later."""
+    if not resume_path:
+        return
+    saved = torch.load(resume_path, map_location="cpu", weights_only=False).get("lr_schedulers") or [{}]
+    saved_total = saved[0].get("total_steps")
+    if saved_total is not None and saved_total != total_steps:
+        raise ValueError(
+            f"{resume_path} comes from a run of {saved_total - 1} training steps, this one would take {total_steps - 1}: "
+            "--resume continues an interrupted run, so give it the same data, --epochs, --max-steps and --batch-size"
+        )

@@ -23,7 +23,7 @@ from tumorlens.evaluation.metrics import classification_metrics
 from tumorlens.models.checkpoint import save_checkpoint
 from tumorlens.models.registry import build_model
 from tumorlens.training.augment import augment_preset, make_augment
-from tumorlens.training.curves import save_curves
+from tumorlens.training.curves import read_log, save_curves
 from tumorlens.training.datasets import TensorImageDataset, preprocess_all
 from tumorlens.training.losses import balanced_class_weights, make_loss
 from tumorlens.training.module import Classifier
@@ -135,7 +135,10 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         augment=make_augment(config.augment, fill=background),
     )
 
-    best = ModelCheckpoint(dirpath=out / "lightning", filename="best", monitor="val_macro_f1", mode="max", save_last=True)
+    best = ModelCheckpoint(dirpath=out / "lightning", filename="best", monitor="val_macro_f1", mode="max")
+    # The latest epoch, for --resume. Not save_last=True on `best`: Lightning then copies a checkpoint
+    # only when validation improved, so last.ckpt was the best epoch and a resumed run repeated epochs.
+    latest = ModelCheckpoint(dirpath=out / "lightning", filename="last", save_top_k=1, enable_version_counter=False)
     trainer = L.Trainer(
         default_root_dir=out,
         max_epochs=config.epochs,
@@ -148,6 +151,7 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         logger=CSVLogger(out, name="logs", version=""),
         callbacks=[
             best,
+            latest,
             # strict=False: a --max-steps run may stop before the first validation; that is not an error.
             EarlyStopping(monitor="val_macro_f1", mode="max", patience=config.patience, strict=False),
             TQDMProgressBar(refresh_rate=10),
@@ -155,6 +159,11 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         log_every_n_steps=10,
         enable_model_summary=False,
     )
+    log_csv = out / "logs" / "metrics.csv"
+    earlier_log = None
+    if config.resume:
+        _check_resume_file(config.resume)
+        earlier_log = read_log(log_csv)
     trainer.fit(module, train_loader, val_loader, ckpt_path=config.resume)
 
     if best.best_model_path:
@@ -200,7 +209,7 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         out / "model.pt", net, config.model, classes, recipe, temperature=temperature,
         provenance=provenance, metrics={"validation": val_metrics},
     )
-    save_curves(out / "logs" / "metrics.csv", out)
+    save_curves(log_csv, out, earlier=earlier_log)
     (out / "validation_metrics.json").write_text(json.dumps(val_metrics, indent=2))
     return TrainResult(ckpt, val_metrics, temperature, seconds)
 
@@ -216,3 +225,15 @@ def _paths_digest(samples: SampleSet) -> str:
     import hashlib
 
     return hashlib.sha256("\n".join(sorted(s.path for s in samples.samples)).encode()).hexdigest()[:16]
+
+
+def _check_resume_file(path: str) -> None:
+    """A missing or damaged --resume file is a one-line error, before any epoch runs."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no checkpoint to resume from at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises several types for a damaged file
+        raise ValueError(f"cannot resume from {path}: not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or "optimizer_states" not in state:
+        raise ValueError(f"cannot resume from {path}: not a training checkpoint (use OUT/lightning/last.ckpt)")
