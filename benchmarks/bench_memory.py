@@ -106,7 +106,7 @@ def main() -> None:
     body = [
         f"Command: `.venv/bin/python benchmarks/bench_memory.py --passes {args.passes} --repeats {args.repeats} "
         f"--threads {args.threads}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; default model, {size} px, "
-        f"{args.threads} torch threads; each cell the median of {args.repeats} processes per mode, run alternately; "
+        f"{args.threads} torch thread(s); each cell the median of {args.repeats} processes per mode, run alternately; "
         f"1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after).",
         "",
         "`tumorlens` = freed memory kept for reuse (tumorlens/memory.py, the default); `glibc default` = "
