@@ -80,6 +80,8 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
 
     started = time.time()
     augment_preset(config.augment)  # an unknown name fails before any data is read
+    if config.resume:
+        _check_resume_file(config.resume)  # so does a missing or damaged --resume file
     L.seed_everything(config.seed, workers=True)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,10 +162,7 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         enable_model_summary=False,
     )
     log_csv = out / "logs" / "metrics.csv"
-    earlier_log = None
-    if config.resume:
-        _check_resume_file(config.resume)
-        earlier_log = read_log(log_csv)
+    earlier_log = read_log(log_csv) if config.resume else None
     trainer.fit(module, train_loader, val_loader, ckpt_path=config.resume)
 
     if best.best_model_path:
@@ -228,7 +227,7 @@ def _paths_digest(samples: SampleSet) -> str:
 
 
 def _check_resume_file(path: str) -> None:
-    """A missing or damaged --resume file is a one-line error, before any epoch runs."""
+    """A missing or damaged --resume file is a one-line error, before any data is read."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no checkpoint to resume from at {path}")
     try:
