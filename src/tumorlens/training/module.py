@@ -19,8 +19,10 @@ class Classifier(L.LightningModule):
         optimizer: str = "adamw",
         channels_last: bool = False,
         augment: nn.Module | None = None,
+        resumed_total_steps: int | None = None,
     ):
         super().__init__()
+        self.resumed_total_steps = resumed_total_steps  # the schedule length of the run being resumed
         self.net, self.loss, self.augment = net, loss, augment
         self.lr, self.weight_decay, self.optimizer_name = lr, weight_decay, optimizer
         # channels_last speeds up convolutions on CPU by 30-50 % (2.4x for depthwise EfficientNet-Lite0).
@@ -61,21 +63,17 @@ class Classifier(L.LightningModule):
         opt = opt_cls(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         # +1: OneCycleLR refuses to step past its total, and a resumed run may count one more.
         total = max(int(self.trainer.estimated_stepping_batches), 1) + 1
-        _refuse_a_different_schedule(self.trainer.ckpt_path, total)
+        _refuse_a_different_schedule(self.trainer.ckpt_path, self.resumed_total_steps, total)
         # One-cycle: warm-up over the first 10 % of steps, then cosine annealing, with Adam's beta1
         # cycled inversely (torch's scheduler, not written here).
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=total, pct_start=0.1)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def _refuse_a_different_schedule(resume_path: str | None, total_steps: int) -> None:
+def _refuse_a_different_schedule(resume_path: str | None, saved_total: int | None, total_steps: int) -> None:
     """A resumed run keeps the interrupted run's schedule: one-cycle cannot be stretched midway, and
     torch would only fail when the old schedule runs out, epochs later."""
-    if not resume_path:
-        return
-    saved = torch.load(resume_path, map_location="cpu", weights_only=False).get("lr_schedulers") or [{}]
-    saved_total = saved[0].get("total_steps")
-    if saved_total is not None and saved_total != total_steps:
+    if resume_path and saved_total is not None and saved_total != total_steps:
         raise ValueError(
             f"{resume_path} comes from a run of {saved_total - 1} training steps, this one would take {total_steps - 1}: "
             "--resume continues an interrupted run, so give it the same data, --epochs, --max-steps and --batch-size"

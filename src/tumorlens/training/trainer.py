@@ -80,8 +80,8 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
 
     started = time.time()
     augment_preset(config.augment)  # an unknown name fails before any data is read
-    if config.resume:
-        _check_resume_file(config.resume)  # so does a missing or damaged --resume file
+    # so does a missing or damaged --resume file; its schedule length is checked once the run's is known
+    resumed_total_steps = _resume_schedule_length(config.resume) if config.resume else None
     L.seed_everything(config.seed, workers=True)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,7 +134,7 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     module = Classifier(
         net, loss, len(classes), lr=config.lr, weight_decay=config.weight_decay,
         optimizer=config.optimizer, channels_last=config.channels_last,
-        augment=make_augment(config.augment, fill=background),
+        augment=make_augment(config.augment, fill=background), resumed_total_steps=resumed_total_steps,
     )
 
     best = ModelCheckpoint(dirpath=out / "lightning", filename="best", monitor="val_macro_f1", mode="max")
@@ -226,8 +226,9 @@ def _paths_digest(samples: SampleSet) -> str:
     return hashlib.sha256("\n".join(sorted(s.path for s in samples.samples)).encode()).hexdigest()[:16]
 
 
-def _check_resume_file(path: str) -> None:
-    """A missing or damaged --resume file is a one-line error, before any data is read."""
+def _resume_schedule_length(path: str) -> int | None:
+    """The one-cycle length stored in a --resume file; a missing or damaged file is a one-line
+    error, before any data is read."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no checkpoint to resume from at {path}")
     try:
@@ -236,3 +237,4 @@ def _check_resume_file(path: str) -> None:
         raise ValueError(f"cannot resume from {path}: not a readable checkpoint ({type(exc).__name__})") from None
     if not isinstance(state, dict) or "optimizer_states" not in state:
         raise ValueError(f"cannot resume from {path}: not a training checkpoint (use OUT/lightning/last.ckpt)")
+    return (state.get("lr_schedulers") or [{}])[0].get("total_steps")
