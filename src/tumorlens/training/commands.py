@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="dataset folder (class folders, figshare, DICOM, NIfTI)"),
         out: Path = typer.Option(Path("runs/train"), "--out", help="output folder: model.pt, curves, logs"),
         model: str = typer.Option("efficientnet_lite0", "--model", help="architecture name"),
-        pretrained: Optional[str] = typer.Option(None, "--pretrained", help="'imagenet' (EfficientNet-Lite0 only) or a local weights file"),
+        pretrained: Optional[str] = typer.Option(None, "--pretrained", help="'imagenet' (EfficientNet-Lite0, -Lite1, -Lite2) or a local weights file"),
         size: int = typer.Option(160, "--size", help="model input size in pixels"),
         crop_to_head: bool = typer.Option(False, "--crop-to-head/--no-crop-to-head"),
         clip_low: float = typer.Option(1.0, "--clip-low", help="intensity percentile mapped to 0"),
