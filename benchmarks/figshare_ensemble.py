@@ -65,6 +65,7 @@ def main() -> None:
     def add(name, probs, truth, patients):
         rows.setdefault(name, []).append(accuracies(probs, truth, patients))
         pooled.setdefault(name, []).append((truth, probs.argmax(1)))
+
     for k, (_, test_idx) in enumerate(patient_kfold(samples, k=args.folds, seed=0)):  # the CV's own folds
         test = samples.subset(test_idx)
         patients = np.array([s.patient_id for s in test.samples])
