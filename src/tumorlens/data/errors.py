@@ -6,4 +6,14 @@ class DatasetError(ValueError):
 
 
 class UnreadableFile(Exception):
-    """One file could not be read; the caller records it in SampleSet.skipped with this reason."""
+    """One file could not be read; the caller records it in SampleSet.skipped with this reason.
+
+    kind says what is wrong, so that the service can answer with the right status without parsing
+    the message: "damaged" (truncated or corrupt data), "too_large" (more pixels than a decoder
+    accepts), "no_pixels" (a DICOM header without an image), "unsupported" (a readable file of a
+    shape or type tumorlens does not handle, e.g. a 5-D volume).
+    """
+
+    def __init__(self, reason: str, kind: str = "damaged"):
+        super().__init__(reason)
+        self.kind = kind

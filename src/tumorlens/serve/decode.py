@@ -1,23 +1,22 @@
 """Turning validated upload bytes into 2-D float32 slices, checking sizes from the headers first.
 
-Why not the dataset readers in tumorlens.data.readers: they read paths, and uploads never touch
-the disk; the conventions here follow them (ITU-R 601 luma for RGB, modality LUT and MONOCHROME1
-inversion for DICOM, RAS+ reorientation and the same display orientation for NIfTI) so a slice
-served is the slice the model was trained on.
+The pixels come from the dataset readers (tumorlens.data.readers, the same table open_dataset
+uses): an upload gives the slices the same file gives on disk, so a slice served is the slice the
+model was trained on. This module keeps only what a service adds: size limits checked from the
+header before any pixel is decompressed, and each reader failure mapped to a 4xx answer.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from tumorlens.data.errors import UnreadableFile
+from tumorlens.data.readers import READERS, Header
 from tumorlens.serve.errors import ServiceError
 from tumorlens.serve.settings import ServeSettings
-from tumorlens.serve.upload import nifti_header_size, unwrap
+from tumorlens.serve.upload import unwrap
 
 MIN_SIDE = 16  # a smaller "slice" cannot hold a head at any useful resolution
 
@@ -54,125 +53,23 @@ def check_plane(width: int, height: int, settings: ServeSettings, what: str = "i
         raise ServiceError(422, "image_too_small", f"the {what} is {width} x {height} pixels; need at least {MIN_SIDE} per side")
 
 
-def colour_fraction(rgb: np.ndarray) -> float:
-    """Share of pixels that are clearly coloured (HSV saturation > 0.25 and not near black).
+# -- size limits, from the header ---------------------------------------------------------------
 
-    Grayscale MRI stored as RGB JPEG has a little chroma noise, far below this (see ood.py)."""
-    rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[2] < 3:
-        return 0.0
-    step = max(1, max(rgb.shape[:2]) // 256)  # a subsample is plenty for a share
-    small = np.ascontiguousarray(rgb[::step, ::step, :3])
-    if small.dtype != np.uint8:
-        small = cv2.normalize(small.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
-    return float(np.mean((hsv[..., 1] > 64) & (hsv[..., 2] > 38)))
+def check_raster(header: Header, settings: ServeSettings, what: str) -> None:
+    check_plane(header.width, header.height, settings, what)
 
 
-def luma(rgb: np.ndarray) -> np.ndarray:
-    rgb = np.asarray(rgb, dtype=np.float32)
-    return (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).astype(np.float32)
-
-
-# -- JPEG and PNG ------------------------------------------------------------------------------
-
-def decode_raster(data: bytes, fmt: str, settings: ServeSettings) -> DecodedInput:
-    name = fmt.upper()
-    try:
-        im = Image.open(io.BytesIO(data), formats=[name])
-    except Image.DecompressionBombError as exc:
-        raise ServiceError(413, "image_too_large", f"the {name} image is far too large in pixels ({exc})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise corrupt(f"{name} image", str(exc)) from None
-    with im:
-        width, height = im.size
-        check_plane(width, height, settings, f"{name} image")
-        try:
-            im.load()  # only now are pixels decompressed; a truncated file raises here
-            arr, colour, mode = _raster_to_gray(im)
-        except Image.DecompressionBombError as exc:
-            raise ServiceError(413, "image_too_large", f"the {name} image is far too large in pixels ({exc})") from None
-        except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
-            raise corrupt(f"{name} image", str(exc)) from None
-    meta = {"width": width, "height": height, "mode": mode, "slices": 1}
-    return DecodedInput(name, [arr], colour, meta)
-
-
-def _raster_to_gray(im: Image.Image) -> tuple[np.ndarray, float, str]:
-    mode = im.mode
-    if mode in ("L", "I", "F") or mode.startswith("I;"):
-        return np.asarray(im).astype(np.float32), 0.0, mode
-    if mode == "1":
-        return np.asarray(im.convert("L")).astype(np.float32), 0.0, mode
-    if mode == "LA":
-        return np.asarray(im.getchannel("L")).astype(np.float32), 0.0, mode
-    rgb = np.asarray(im.convert("RGB"))
-    return luma(rgb), colour_fraction(rgb), mode
-
-
-# -- DICOM -------------------------------------------------------------------------------------
-
-def decode_dicom(data: bytes, settings: ServeSettings) -> DecodedInput:
-    import pydicom
-    from pydicom.pixels import apply_modality_lut
-
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data))
-    except Exception as exc:  # pydicom raises many types for damaged files; all mean "cannot read"
-        raise corrupt("DICOM file", str(exc)[:200]) from None
-    if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise ServiceError(422, "dicom_without_pixels",
-                           "the DICOM file has no pixel data (a structured report, or a header only)")
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-        spp = int(getattr(ds, "SamplesPerPixel", 1) or 1)
-    except (AttributeError, TypeError, ValueError):
-        raise corrupt("DICOM file", "Rows/Columns missing or invalid") from None
+def check_dicom(header: Header, settings: ServeSettings, what: str) -> None:
+    rows, cols, frames = header.height, header.width, header.n_slices
     check_plane(cols, rows, settings, "DICOM image")
     if frames < 1 or frames > settings.max_slices or rows * cols * frames > settings.max_voxels:
         raise ServiceError(413, "image_too_large",
                            f"the DICOM file has {frames} frames of {cols} x {rows}; the limit is "
                            f"{settings.max_slices} frames and {settings.max_voxels:,} voxels")
-    try:
-        pixels = ds.pixel_array
-    except Exception as exc:  # a truncated element, or a compressed syntax without its decoder
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        name = getattr(syntax, "name", syntax)
-        raise corrupt(f"DICOM pixel data (transfer syntax {name})", str(exc)[:200]) from None
-    stack = pixels if frames > 1 else pixels[None]
-    colour = 0.0
-    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
-    if spp == 1:
-        stack = np.asarray(apply_modality_lut(stack, ds), dtype=np.float32)
-        if photometric == "MONOCHROME1":  # low values display bright: invert so bright means bright
-            stack = stack.max() + stack.min() - stack
-    else:
-        colour = colour_fraction(stack[0])
-        stack = luma(stack)
-    meta = {
-        "width": cols, "height": rows, "slices": frames, "photometric": photometric,
-        "modality": (str(getattr(ds, "Modality", "")) or None),
-        "body_part": (str(getattr(ds, "BodyPartExamined", "")).strip() or None),
-    }
-    return DecodedInput("DICOM", [np.ascontiguousarray(f, dtype=np.float32) for f in stack], colour, meta)
 
 
-# -- NIfTI -------------------------------------------------------------------------------------
-
-def decode_nifti(data: bytes, settings: ServeSettings) -> DecodedInput:
-    import nibabel as nib
-
-    size = nifti_header_size(data)
-    klass = nib.Nifti1Image if size == 348 else nib.Nifti2Image
-    try:
-        header = klass.header_class.from_fileobj(io.BytesIO(data[:size + 4]))
-        shape = tuple(int(s) for s in header.get_data_shape())
-    except Exception as exc:  # nibabel's HeaderDataError and friends
-        raise corrupt("NIfTI header", str(exc)[:200]) from None
-    if not 2 <= len(shape) <= 4 or min(shape) < 1:
-        raise ServiceError(422, "unsupported_volume", f"expected a 2-D, 3-D or 4-D NIfTI volume, got shape {shape}")
-    plane = shape[:2]
+def check_nifti(header: Header, settings: ServeSettings, what: str) -> None:
+    shape = header.meta["shape"]
     n_slices = shape[2] if len(shape) > 2 else 1
     voxels = int(np.prod(shape[:3]))
     # Reorientation can swap axes, so every in-plane pair must pass the per-slice limit.
@@ -183,40 +80,66 @@ def decode_nifti(data: bytes, settings: ServeSettings) -> DecodedInput:
     if voxels > settings.max_voxels or max(shape[:3]) > max(settings.max_slices, settings.max_side):
         raise ServiceError(413, "volume_too_large",
                            f"the NIfTI volume is {shape}; the limit is {settings.max_voxels:,} voxels")
-    needed = int(header.get_data_offset()) + voxels * header.get_data_dtype().itemsize
-    if needed > len(data):
-        raise corrupt("NIfTI volume", f"{len(data)} bytes, the header needs {needed}")
+    if header.n_slices > settings.max_slices:
+        raise ServiceError(413, "volume_too_large",
+                           f"the NIfTI volume has {header.n_slices} slices; the limit is {settings.max_slices}")
+    if min(header.height, header.width) < 4:
+        raise ServiceError(422, "image_too_small", f"the NIfTI slices are {header.width} x {header.height} voxels")
+
+
+# format as sniffed by upload.unwrap -> (registry name, what the messages call it, size check)
+FORMATS = {
+    "jpeg": ("image", "JPEG image", check_raster),
+    "png": ("image", "PNG image", check_raster),
+    "dicom": ("dicom", "DICOM file", check_dicom),
+    "nifti": ("nifti", "NIfTI volume", check_nifti),
+}
+
+
+def refusal(exc: UnreadableFile, what: str) -> ServiceError:
+    """A reader's failure as the service's answer (the reason names the problem, never a file object)."""
+    if exc.kind == "too_large":
+        return ServiceError(413, "image_too_large", f"the {what} is far too large in pixels ({exc})")
+    if exc.kind == "no_pixels":
+        return ServiceError(422, "dicom_without_pixels",
+                            "the DICOM file has no pixel data (a structured report, or a header only)")
+    if exc.kind == "unsupported":
+        return ServiceError(422, "unsupported_volume", f"cannot use the {what}: {exc}")
+    return corrupt(what, str(exc))
+
+
+def decode_payload(payload: bytes, fmt: str, settings: ServeSettings) -> DecodedInput:
+    """Header, size limits, then pixels, through the shared reader of the sniffed format."""
+    name, what, check = FORMATS[fmt]
+    reader = READERS[name]
     try:
-        img = nib.as_closest_canonical(klass.from_bytes(data))
-        proxy = img.dataobj
-        vol = np.asarray(proxy[..., 0] if len(shape) == 4 else proxy[...], dtype=np.float32)
-    except Exception as exc:  # unusual data types (complex, RGB) or inconsistent headers
-        raise corrupt("NIfTI volume", str(exc)[:200]) from None
-    if vol.ndim == 2:
-        vol = vol[:, :, None]
-    if vol.shape[2] > settings.max_slices:
-        raise ServiceError(413, "volume_too_large", f"the NIfTI volume has {vol.shape[2]} slices; the limit is {settings.max_slices}")
-    if min(vol.shape[:2]) < 4:
-        raise ServiceError(422, "image_too_small", f"the NIfTI slices are {vol.shape[0]} x {vol.shape[1]} voxels")
-    # Same display orientation as tumorlens.data.readers.nifti: anterior up, patient right on the left.
-    slices = [np.ascontiguousarray(vol[::-1, ::-1, k].T) for k in range(vol.shape[2])]
+        with reader.read(payload) as header:
+            check(header, settings, what)
+            slices = reader.get_data(header)
+    except UnreadableFile as exc:
+        raise refusal(exc, what) from None
+    first = slices[0].meta
+    meta = {"width": slices[0].image.shape[1], "height": slices[0].image.shape[0], "slices": len(slices)}
     notes = []
-    if len(shape) == 4 and shape[3] > 1:
-        notes.append(f"4-D series of {shape[3]} volumes: only the first volume is used")
-    meta = {"width": slices[0].shape[1], "height": slices[0].shape[0], "slices": len(slices),
-            "voxel_size": [float(z) for z in img.header.get_zooms()[:3]]}
-    return DecodedInput("NIfTI", slices, 0.0, meta, notes)
+    if name == "image":
+        meta["mode"] = first.get("mode")
+        label = fmt.upper()
+    elif name == "dicom":
+        meta.update(photometric=first.get("photometric"), modality=first.get("modality"),
+                    body_part=first.get("body_part"))
+        label = "DICOM"
+    else:
+        meta["voxel_size"] = [float(z) for z in first.get("voxel_size", ())]
+        if first.get("volumes", 1) > 1:
+            notes.append(f"4-D series of {first['volumes']} volumes: only the first volume is used")
+        label = "NIfTI"
+    return DecodedInput(label, [s.image for s in slices], float(first.get("colour_fraction", 0.0)), meta, notes)
 
 
 def decode_upload(data: bytes, settings: ServeSettings) -> DecodedInput:
     """Sniff, size-check and decode; every failure is a ServiceError with a 4xx status."""
     payload, fmt = unwrap(data, max_decompressed=settings.max_voxels * 8 + 1024 * 1024)
-    if fmt in ("jpeg", "png"):
-        decoded = decode_raster(payload, fmt, settings)
-    elif fmt == "dicom":
-        decoded = decode_dicom(payload, settings)
-    else:
-        decoded = decode_nifti(payload, settings)
+    decoded = decode_payload(payload, fmt, settings)
     for k, img in enumerate(decoded.images):
         if not np.isfinite(img).all():  # NaN or inf voxels: keep the rest, treat them as background
             decoded.images[k] = np.nan_to_num(img, nan=0.0, posinf=0.0, neginf=0.0)

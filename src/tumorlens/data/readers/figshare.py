@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tumorlens.data.errors import DatasetError, UnreadableFile
+from tumorlens.data.readers.base import Header, ImageReader, Slice, Source, check_not_empty, clean_message, is_bytes, open_binary
 from tumorlens.data.readers.images import read_image
 
 CHENG_LABELS = {1: "meningioma", 2: "glioma", 3: "pituitary"}
@@ -21,74 +22,122 @@ CONVERTED_COLUMNS = {"index", "class_name"}
 
 
 # -- original .mat files ---------------------------------------------------------------------------
-def read_cheng_mat(path: str | Path) -> dict:
-    """Return dict(image, mask, label, patient_id, meta) for one .mat slice, or raise UnreadableFile."""
-    path = Path(path)
-    try:
-        if path.stat().st_size == 0:
-            raise UnreadableFile("empty file (0 bytes)")
-    except OSError as exc:
-        raise UnreadableFile(f"cannot open: {exc}") from None
+class ChengMatReader(ImageReader):
+    """Header: label, patient id, shapes and border from the struct; image and mask read by get_data."""
+
+    name = "mat"
+    suffixes = (".mat",)
+
+    def read(self, source: Source) -> Header:
+        check_not_empty(source)
+        if _is_hdf5(source):
+            handle, fields, version = _open_v73(source), None, "7.3"
+            try:
+                shape, has_mask, small = _v73_header(handle)
+            except BaseException:
+                handle.close()
+                raise
+        else:
+            fields, version = _read_v5(source), "5"
+            handle = None
+            image = fields.get("image")
+            shape = np.shape(image) if image is not None else ()
+            has_mask = fields.get("tumorMask") is not None
+            small = fields
+        if len(shape) != 2 or 0 in shape:
+            if handle is not None:
+                handle.close()
+            raise UnreadableFile(f"cjdata.image has shape {tuple(shape)}, expected a 2-D slice")
+        code = int(np.asarray(small["label"]).ravel()[0]) if small.get("label") is not None else None
+        if code is not None and code not in CHENG_LABELS:
+            if handle is not None:
+                handle.close()
+            raise UnreadableFile(f"cjdata.label is {code}, expected 1 (meningioma), 2 (glioma) or 3 (pituitary)")
+        meta = {
+            "channels": 1,
+            "format": f"MATLAB v{version}",
+            "label_code": code,
+            "label": CHENG_LABELS.get(code) if code is not None else None,
+            "patient_id": small.get("PID"),
+            "has_mask": bool(has_mask),
+        }
+        border = small.get("tumorBorder")
+        if border is not None and np.size(border):
+            # Stored as [x1, y1, x2, y2, ...] (Cheng's README); kept as (K, 2) pairs, as stored.
+            meta["tumor_border"] = np.asarray(border, dtype=np.float32).ravel().reshape(-1, 2)
+        return Header(meta["format"], 1, int(shape[0]), int(shape[1]), meta, handle=handle or _Fields(fields))
+
+    def get_data(self, header: Header) -> list[Slice]:
+        handle = header.handle
+        if isinstance(handle, _Fields):
+            image, mask = handle.fields["image"], handle.fields.get("tumorMask")
+        else:
+            try:
+                g = handle["cjdata"]
+                # MATLAB writes column-major arrays: h5py sees them transposed, so transpose back.
+                image = np.asarray(g["image"]).T
+                mask = np.asarray(g["tumorMask"]).T if "tumorMask" in g else None
+            except Exception as exc:  # h5py raises OSError/KeyError/TypeError for damaged files
+                raise UnreadableFile(f"damaged MATLAB v7.3 file: {clean_message(exc)}") from None
+        image = np.asarray(image, dtype=np.float32)
+        if mask is not None:
+            mask = np.asarray(mask).astype(bool)
+            if mask.shape != image.shape:
+                raise UnreadableFile(f"cjdata.tumorMask shape {mask.shape} differs from image shape {image.shape}")
+        meta = {k: v for k, v in header.meta.items() if k not in ("label", "patient_id", "has_mask")}
+        meta["height"], meta["width"] = int(image.shape[0]), int(image.shape[1])
+        return [Slice(image, meta, mask)]
+
+
+class _Fields:
+    """A v5 file's fields (scipy reads them all at once), held as a header handle."""
+
+    def __init__(self, fields: dict):
+        self.fields = fields
+
+    def close(self) -> None:
+        self.fields = {}
+
+
+def _is_hdf5(source: Source) -> bool:
     import h5py
 
-    if h5py.is_hdf5(path):
-        fields = _read_v73(path)
-        version = "7.3"
-    else:
-        fields = _read_v5(path)
-        version = "5"
-    image = np.asarray(fields["image"], dtype=np.float32)
-    if image.ndim != 2 or image.size == 0:
-        raise UnreadableFile(f"cjdata.image has shape {image.shape}, expected a 2-D slice")
-    code = int(np.asarray(fields["label"]).ravel()[0]) if fields.get("label") is not None else None
-    if code is not None and code not in CHENG_LABELS:
-        raise UnreadableFile(f"cjdata.label is {code}, expected 1 (meningioma), 2 (glioma) or 3 (pituitary)")
-    mask = fields.get("tumorMask")
-    if mask is not None:
-        mask = np.asarray(mask).astype(bool)
-        if mask.shape != image.shape:
-            raise UnreadableFile(f"cjdata.tumorMask shape {mask.shape} differs from image shape {image.shape}")
-    border = fields.get("tumorBorder")
-    meta = {
-        "channels": 1,
-        "format": f"MATLAB v{version}",
-        "label_code": code,
-        "height": int(image.shape[0]),
-        "width": int(image.shape[1]),
-    }
-    if border is not None and np.size(border):
-        # Stored as [x1, y1, x2, y2, ...] (Cheng's README); kept as (K, 2) pairs, as stored.
-        meta["tumor_border"] = np.asarray(border, dtype=np.float32).ravel().reshape(-1, 2)
-    return {
-        "image": image,
-        "mask": mask,
-        "label": CHENG_LABELS.get(code) if code is not None else None,
-        "patient_id": fields.get("PID"),
-        "meta": meta,
-    }
+    if not is_bytes(source):
+        try:
+            return bool(h5py.is_hdf5(source))
+        except OSError as exc:
+            raise UnreadableFile(f"cannot open: {exc.strerror or exc}") from None
+    data = bytes(source[:2048])
+    return any(data[o : o + 8] == b"\x89HDF\r\n\x1a\n" for o in (0, 512, 1024))
 
 
-def _read_v73(path: Path) -> dict:
+def _open_v73(source: Source):
     import h5py
 
     try:
-        with h5py.File(path, "r") as f:
-            if "cjdata" not in f:
-                raise UnreadableFile(f"no 'cjdata' struct (found: {', '.join(sorted(f.keys())) or 'nothing'})")
-            g = f["cjdata"]
-            if "image" not in g:
-                raise UnreadableFile("cjdata has no 'image' field")
-            # MATLAB writes column-major arrays: h5py sees them transposed, so transpose back.
-            out = {"image": np.asarray(g["image"]).T}
-            out["label"] = np.asarray(g["label"]) if "label" in g else None
-            out["tumorMask"] = np.asarray(g["tumorMask"]).T if "tumorMask" in g else None
-            out["tumorBorder"] = np.asarray(g["tumorBorder"]).ravel() if "tumorBorder" in g else None
-            out["PID"] = _matlab_chars(np.asarray(g["PID"])) if "PID" in g else None
-            return out
+        return h5py.File(open_binary(source) if is_bytes(source) else source, "r")
+    except Exception as exc:
+        raise UnreadableFile(f"damaged MATLAB v7.3 file: {clean_message(exc)}") from None
+
+
+def _v73_header(f) -> tuple[tuple, bool, dict]:
+    try:
+        if "cjdata" not in f:
+            raise UnreadableFile(f"no 'cjdata' struct (found: {', '.join(sorted(f.keys())) or 'nothing'})")
+        g = f["cjdata"]
+        if "image" not in g:
+            raise UnreadableFile("cjdata has no 'image' field")
+        shape = tuple(reversed(g["image"].shape))  # transposed on disk (column-major)
+        small = {
+            "label": np.asarray(g["label"]) if "label" in g else None,
+            "tumorBorder": np.asarray(g["tumorBorder"]).ravel() if "tumorBorder" in g else None,
+            "PID": _matlab_chars(np.asarray(g["PID"])) if "PID" in g else None,
+        }
+        return shape, "tumorMask" in g, small
     except UnreadableFile:
         raise
     except Exception as exc:  # h5py raises OSError/KeyError/TypeError for damaged files
-        raise UnreadableFile(f"damaged MATLAB v7.3 file: {exc}") from None
+        raise UnreadableFile(f"damaged MATLAB v7.3 file: {clean_message(exc)}") from None
 
 
 def _matlab_chars(arr: np.ndarray) -> str | None:
@@ -97,13 +146,13 @@ def _matlab_chars(arr: np.ndarray) -> str | None:
     return text or None
 
 
-def _read_v5(path: Path) -> dict:
+def _read_v5(source: Source) -> dict:
     from scipy.io import loadmat
 
     try:
-        data = loadmat(str(path), squeeze_me=True, struct_as_record=False)
+        data = loadmat(open_binary(source) if is_bytes(source) else str(source), squeeze_me=True, struct_as_record=False)
     except Exception as exc:  # scipy raises ValueError/TypeError/MatReadError for non-MAT data
-        raise UnreadableFile(f"not a MATLAB file (neither v7.3/HDF5 nor v5): {exc}") from None
+        raise UnreadableFile(f"not a MATLAB file (neither v7.3/HDF5 nor v5): {clean_message(exc)}") from None
     if "cjdata" not in data:
         keys = sorted(k for k in data if not k.startswith("__"))
         raise UnreadableFile(f"no 'cjdata' struct (found: {', '.join(keys) or 'nothing'})")
@@ -118,6 +167,17 @@ def _read_v5(path: Path) -> dict:
         "tumorBorder": getattr(cj, "tumorBorder", None),
         "PID": (str(pid).strip() or None) if pid is not None else None,
     }
+
+
+MAT_READER = ChengMatReader()
+
+
+def read_cheng_mat(path: Source) -> dict:
+    """Return dict(image, mask, label, patient_id, meta) for one .mat slice, or raise UnreadableFile."""
+    with MAT_READER.read(path) as header:
+        (s,) = MAT_READER.get_data(header)
+        return {"image": s.image, "mask": s.mask, "label": header.meta["label"],
+                "patient_id": header.meta["patient_id"], "meta": s.meta}
 
 
 # -- converted folder ------------------------------------------------------------------------------
