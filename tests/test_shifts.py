@@ -10,6 +10,7 @@ from tumorlens.data.synthetic import make_phantoms
 from tumorlens.models.checkpoint import TumorModel
 from tumorlens.shifts import (
     TRANSFORM_BATCH,
+    acquired_images,
     evaluate_under_shifts,
     renormalize01,
     shift_by_name,
@@ -140,3 +141,18 @@ def test_bad_input_is_refused(displays):
         evaluate_under_shifts(model_of(Constant()), displays, np.zeros(3, np.int64), progress=False)
     with pytest.raises(ValueError, match="display images"):
         evaluate_under_shifts(model_of(Constant()), displays[0], np.zeros(1, np.int64), progress=False)
+
+
+def test_a_recipe_with_an_intensity_step_gets_it_after_the_shift(displays):
+    class Ranked(PreprocessRecipe):
+        # stands in for a recipe whose display image is a monotone map of the acquired one
+        def from_acquired(self, img01):
+            return self.scale01(img01) ** 2
+
+        def acquired(self, raw):
+            return self.display(raw)
+
+    recipe = Ranked(size=64, clip_low=0.0, clip_high=100.0)
+    np.testing.assert_allclose(renormalize01(recipe, displays[:2]), displays[:2] ** 2, atol=1e-6)
+    ph = make_phantoms(2, size=64, seed=3)
+    np.testing.assert_allclose(acquired_images(recipe, [s.image for s in ph.samples]), displays[:2])

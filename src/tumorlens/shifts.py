@@ -191,9 +191,26 @@ def shift_by_name(name: str, seed: int = 0) -> Shift:
     return shifts[name]
 
 
+def acquired_images(recipe, raw_images) -> np.ndarray:
+    """The images the shifts act on: [0, 1] at model size, before any intensity step of the recipe.
+
+    For every recipe without an intensity step (all min-max recipes) this is `recipe.display`; a
+    recipe with one (e.g. robust-model's `intensity="head_rank"`) names it `recipe.acquired`:
+    a scanner acts before that step, so the shift must too.
+    """
+    step = getattr(recipe, "acquired", recipe.display)
+    return np.stack([step(im) for im in raw_images]) if len(raw_images) else np.zeros((0, recipe.size, recipe.size),
+                                                                                       np.float32)
+
+
 def renormalize01(recipe, images: np.ndarray) -> np.ndarray:
-    """The recipe's percentile clip and min-max scaling, per image (what a shifted file would get)."""
-    return np.stack([recipe.scale01(im) for im in images]) if len(images) else np.asarray(images, np.float32)
+    """What a shifted image becomes as the model's display image (as if it had arrived as a file).
+
+    The recipe's percentile clip and min-max scaling (`scale01`), followed by its intensity step if
+    it has one (`from_acquired`). For a min-max recipe this is the identity on a clean display image.
+    """
+    step = getattr(recipe, "from_acquired", recipe.scale01)
+    return np.stack([step(im) for im in images]) if len(images) else np.asarray(images, np.float32)
 
 
 # -- metrics ----------------------------------------------------------------------------------------
@@ -262,7 +279,8 @@ def evaluate_under_shifts(model, display_images: np.ndarray, truth: np.ndarray, 
                           renormalize: bool = True, progress: bool = True) -> ShiftEvaluation:
     """Every image through the model under every shift; per-shift metrics via .metrics(mask).
 
-    display_images: (N, S, S) float [0, 1] at model size (model.recipe.display of the raw images).
+    display_images: (N, S, S) float [0, 1] at model size: `acquired_images(model.recipe, raw)`, which
+    is `model.recipe.display(raw)` for every recipe without an intensity step.
     truth: (N,) class indices. clean_probs: (N, C) probabilities of the unshifted images if the
     caller already has them (the audit does); otherwise the clean pass is made here too.
     Batches of TRANSFORM_BATCH images go through each shift and then the model in one call, so the
@@ -290,8 +308,12 @@ def evaluate_under_shifts(model, display_images: np.ndarray, truth: np.ndarray, 
         passes += len(batch)
         return p
 
+    def prepare(batch: np.ndarray) -> np.ndarray:
+        return renormalize01(model.recipe, batch) if renormalize else batch
+
     if clean_probs is None:
-        clean_probs = np.concatenate([forward(images[i:i + TRANSFORM_BATCH]) for i in range(0, n, TRANSFORM_BATCH)]) \
+        clean_probs = np.concatenate([forward(prepare(images[i:i + TRANSFORM_BATCH]))
+                                      for i in range(0, n, TRANSFORM_BATCH)]) \
             if n else np.zeros((0, model.num_classes), np.float32)
     clean_pred = np.asarray(clean_probs).argmax(1)
     preds = {s.name: np.empty(n, np.int64) for s in shifts}
@@ -301,9 +323,7 @@ def evaluate_under_shifts(model, display_images: np.ndarray, truth: np.ndarray, 
         chunk = images[start:start + TRANSFORM_BATCH]
         for s in shifts:
             shifted = s(chunk, b)
-            if renormalize:
-                shifted = renormalize01(model.recipe, shifted)
-            p = forward(shifted)
+            p = forward(prepare(shifted))
             preds[s.name][start:start + len(chunk)] = p.argmax(1)
             p_true[s.name][start:start + len(chunk)] = p[np.arange(len(chunk)), truth[start:start + len(chunk)]]
             bar.update(len(chunk))
