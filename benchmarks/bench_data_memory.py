@@ -57,15 +57,16 @@ def make_4x(dest: Path) -> None:
         list(tqdm(pool.map(one, files), total=len(files), desc="writing the 4x set", unit="file"))
 
 
-def peak_rss(cmd: list[str], env: dict) -> tuple[float, float, str]:
-    """(peak RSS in MB, wall seconds, tail of the output) of one command under /usr/bin/time -v."""
+def peak_rss(cmd: list[str], env: dict) -> tuple[float, float, float]:
+    """(peak RSS in MB, wall seconds, CPU seconds) of one command under /usr/bin/time -v."""
     t0 = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     if proc.returncode != 0 or m is None:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return int(m.group(1)) / 1024, wall, proc.stdout[-400:]
+    cpu = sum(float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr))
+    return int(m.group(1)) / 1024, wall, cpu
 
 
 def main() -> None:
@@ -85,7 +86,7 @@ def main() -> None:
 
     exe = str(Path(sys.executable).with_name("tumorlens"))
     n_big = sum(1 for p in a.big.rglob("*.jpg"))
-    jobs = [("data check, Kaggle (7,023 files)", [exe, "data", "check", str(KAGGLE), "--json"]),
+    jobs = [("data check, Kaggle (7,019 files)", [exe, "data", "check", str(KAGGLE), "--json"]),
             (f"data check, 4x synthetic ({n_big:,} files)", [exe, "data", "check", str(a.big), "--json"])]
     if not a.skip_audit:
         jobs.append(("audit, Kaggle, default model", [exe, "audit", "--data", str(KAGGLE), "--out", "{tmp}/audit"]))
@@ -99,16 +100,16 @@ def main() -> None:
             env.pop("TUMORLENS_MALLOC", None)
         for label, cmd in jobs:
             with tempfile.TemporaryDirectory() as tmp:
-                rss, wall, _ = peak_rss([c.replace("{tmp}", tmp) for c in cmd], env)
-            rows.append((label, mode, rss, wall))
-            print(f"{label:45s} {mode:10s} {rss:8.0f} MB {wall:7.1f} s", flush=True)
+                rss, wall, cpu = peak_rss([c.replace("{tmp}", tmp) for c in cmd], env)
+            rows.append((label, mode, rss, wall, cpu))
+            print(f"{label:45s} {mode:10s} {rss:8.0f} MB {wall:7.1f} s wall {cpu:7.1f} s CPU", flush=True)
     load1 = os.getloadavg()[0]
     if a.no_write:
         return
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    table = ["| command | allocation | peak RSS MB | wall s |", "|---|---|---:|---:|"]
-    table += [f"| {lab} | {'tumorlens' if m == 'tumorlens' else 'glibc default'} | {r:,.0f} | {w:.1f} |"
-              for lab, m, r, w in rows]
+    table = ["| command | allocation | peak RSS MB | wall s | CPU s |", "|---|---|---:|---:|---:|"]
+    table += [f"| {lab} | {'tumorlens' if m == 'tumorlens' else 'glibc default'} | {r:,.0f} | {w:.1f} | {c:.1f} |"
+              for lab, m, r, w, c in rows]
     body = (f"Command: `.venv/bin/python benchmarks/bench_data_memory.py run --big {a.big}` ({stamp}; "
             f"1-min load average {load0:.2f} before, {load1:.2f} after). Each command in its own process under "
             "`/usr/bin/time -v`; `tumorlens` = freed memory kept for reuse (memory.py, the default), `glibc default` = "

@@ -3,7 +3,8 @@
 - counts per class and split, image sizes, channels as stored (RGB vs gray) and intensity by class,
   with findings when a class differs from the rest in a way a model could use instead of the
   tumor (a confounder);
-- files that could not be read;
+- files that could not be read (at open time, or found damaged by this check's read, which removes
+  them from the SampleSet and lists them in its skipped);
 - near-duplicate images within and across splits: a 64-bit perceptual hash (imagehash.phash)
   and a Hamming threshold. Testing images with a near twin in Training measure memory, not
   generalisation; `DatasetReport.near_twins_testing` lists them so evaluation can score the rest.
@@ -19,15 +20,12 @@ slice of another patient (3.6 % at <= 4, 16 % at <= 6). pHash distances between 
 
 from __future__ import annotations
 
-import os
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import imagehash
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from tumorlens.data.sample import Sample, SampleSet
 
@@ -128,8 +126,7 @@ class DatasetReport:
 
 def sample_key(s: Sample) -> str:
     """The sample's path, plus '#index' for one slice of a volume or multi-frame file."""
-    idx = s.meta.get("slice_index")
-    return f"{s.path}#{idx}" if idx is not None else s.path
+    return s.key
 
 
 def _role(split: str | None) -> str | None:
@@ -149,22 +146,33 @@ def phash64(image: np.ndarray) -> int | None:
 
 
 def hash_samples(samples: list[Sample], progress: bool = True, workers: int | None = None):
-    """(hashes uint64 array, valid bool array): invalid for blank images, which have no hash."""
-    workers = workers or min(4, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        it = pool.map(lambda s: phash64(s.image), samples, chunksize=64)
-        hashes = list(tqdm(it, total=len(samples), desc="hashing", unit="img", disable=not progress, mininterval=0.5))
+    """(hashes uint64 array, valid bool array): invalid for blank images, which have no hash, and for
+    files that cannot be read (their samples keep the reason in sample.error). Streams in chunks."""
+    from tumorlens.data.streaming import map_images
+
+    got = map_images(lambda im: (phash64(im),), samples, workers=workers, progress=progress, desc="hashing")
+    hashes = [g[0] if g is not None else None for g in got]
     valid = np.array([h is not None for h in hashes], dtype=bool)
     return np.array([h or 0 for h in hashes], dtype=np.uint64), valid
 
 
-def hamming_pairs(ha: np.ndarray, hb: np.ndarray | None, threshold: int, block: int = 1024):
+# Hash comparisons run block by block; a block holds at most this many pairs (8 bytes each while
+# XORed), so memory stays flat however large the dataset (it grew with the dataset's size before).
+BLOCK_PAIRS = 2_000_000
+
+
+def _rows_per_block(n_other: int) -> int:
+    return max(1, BLOCK_PAIRS // max(n_other, 1))
+
+
+def hamming_pairs(ha: np.ndarray, hb: np.ndarray | None, threshold: int, block: int | None = None):
     """All (i, j, distance) with Hamming(ha[i], hb[j]) <= threshold; with hb None, pairs i < j in ha.
 
     Block-wise XOR + popcount (numpy.bitwise_count): 1311 x 5708 hashes take well under a second.
     """
     same = hb is None
     hb = ha if same else hb
+    block = block or _rows_per_block(len(hb))
     ii, jj, dd = [], [], []
     for start in range(0, len(ha), block):
         d = np.bitwise_count(ha[start : start + block, None] ^ hb[None, :])
@@ -179,15 +187,20 @@ def hamming_pairs(ha: np.ndarray, hb: np.ndarray | None, threshold: int, block: 
     return cat(ii), cat(jj), cat(dd)
 
 
-def nearest_distance(ha: np.ndarray, hb: np.ndarray, block: int = 1024) -> np.ndarray:
+def nearest_distance(ha: np.ndarray, hb: np.ndarray, block: int | None = None) -> np.ndarray:
     """For each hash in ha, the smallest Hamming distance to any hash in hb."""
     if len(hb) == 0:
         return np.full(len(ha), 64, np.int64)
+    block = block or _rows_per_block(len(hb))
     out = [np.bitwise_count(ha[s : s + block, None] ^ hb[None, :]).min(axis=1) for s in range(0, len(ha), block)]
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
 
 
 # -- per-image statistics ---------------------------------------------------------------------------
+def _measure(img: np.ndarray) -> tuple[tuple[float, float, float, float], int | None]:
+    return _image_stats(img), phash64(img)
+
+
 def _image_stats(img: np.ndarray) -> tuple[float, float, float, float]:
     """(mean, std, foreground share, edge mean), intensities relative to the image's max.
 
@@ -238,13 +251,22 @@ def check_dataset(
         raise ValueError(f"hamming threshold must lie in 0..64, got {hamming}")
     if simulate_split not in (None, "slice", "patient"):
         raise ValueError(f"simulate_split must be 'slice' or 'patient', got {simulate_split!r}")
+    findings: list[str] = []
+    seconds: dict[str, float] = {}
+    # One streaming pass over the pixels (read, statistics, hash; nothing kept but the numbers). A file
+    # found damaged only now is moved to ds.skipped, and left out of everything below.
+    from tumorlens.data.streaming import map_images
+
+    t0 = time.perf_counter()
+    measured = map_images(_measure, ds.samples, workers=workers, progress=progress, desc="checking images")
+    seconds["read_stats_hash"] = time.perf_counter() - t0
+    measured = [m for m in measured if m is not None]
+    ds.drop_unreadable()
     samples = ds.samples
     labels = [s.label if s.label is not None else UNLABELED for s in samples]
     splits = [s.split if s.split is not None else NO_SPLIT for s in samples]
     keys = [sample_key(s) for s in samples]
     class_names = sorted(set(labels), key=lambda c: (c == UNLABELED, c))
-    findings: list[str] = []
-    seconds: dict[str, float] = {}
 
     # Counts, sizes, channels.
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -253,14 +275,13 @@ def check_dataset(
     colour: Counter = Counter()
     for s, lab, sp in zip(samples, labels, splits):
         counts[sp][lab] += 1
-        sizes[lab][f"{s.image.shape[0]}x{s.image.shape[1]}"] += 1
+        h, w = s.shape
+        sizes[lab][f"{h}x{w}"] += 1
         channels[lab][str(s.meta.get("channels", "unknown"))] += 1
         colour[lab] += bool(s.meta.get("color", False))
 
     # Intensity statistics and confounders.
-    t0 = time.perf_counter()
-    stats = np.array([_image_stats(s.image) for s in samples], dtype=np.float64).reshape(-1, len(STAT_NAMES))
-    seconds["stats"] = time.perf_counter() - t0
+    stats = np.array([m[0] for m in measured], dtype=np.float64).reshape(-1, len(STAT_NAMES))
     lab_arr = np.array(labels)
     intensity = {}
     for c in class_names:
@@ -294,9 +315,8 @@ def check_dataset(
         findings.append(f"{len(skipped)} file(s) could not be read and were skipped (listed under 'skipped')")
 
     # Near duplicates.
-    t0 = time.perf_counter()
-    hashes, valid = hash_samples(samples, progress=progress, workers=workers)
-    seconds["hashing"] = time.perf_counter() - t0
+    hashes = np.array([m[1] or 0 for m in measured], dtype=np.uint64)
+    valid = np.array([m[1] is not None for m in measured], dtype=bool)
     blank = [keys[i] for i in np.nonzero(~valid)[0]]
     if blank:
         findings.append(f"{len(blank)} blank (constant) image(s); left out of the duplicate search")

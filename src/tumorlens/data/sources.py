@@ -11,9 +11,12 @@ Layouts recognised (autodetected, or forced with kind=...):
 A folder may mix formats inside class folders; the file format decides the reader, the folders
 decide label and split.
 
-Unreadable files never stop a read: each goes to SampleSet.skipped with its reason. A dataset
-with nothing readable, or an image folder without labels, raises DatasetError naming the path
-and the layout that was expected.
+Opening reads headers only (sizes, slice counts, labels and patient ids from .mat and DICOM
+headers, and a cheap end-of-file check for JPEG and PNG): the pixels are read when a stage asks
+for them (Sample.image; see sample.py and lazy.py). Unreadable files never stop a read: each goes
+to SampleSet.skipped with its reason, whether found at open time or when its pixels are first
+read (SampleSet.drop_unreadable). A dataset with nothing readable, or an image folder without
+labels, raises DatasetError naming the path and the layout that was expected.
 """
 
 from __future__ import annotations
@@ -27,15 +30,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from tumorlens.data.errors import DatasetError, UnreadableFile
-from tumorlens.data.readers.dicom import looks_like_dicom, read_dicom
-from tumorlens.data.readers.figshare import (
-    is_converted_folder,
-    read_cheng_mat,
-    read_converted_rows,
-    read_converted_slice,
-)
-from tumorlens.data.readers.images import is_image_file, read_image
-from tumorlens.data.readers.nifti import is_nifti_file, read_nifti
+from tumorlens.data.lazy import SliceRef
+from tumorlens.data.readers import READERS, reader_for_path
+from tumorlens.data.readers.figshare import is_converted_folder, read_converted_rows
 from tumorlens.data.sample import Sample, SampleSet, SkippedFile
 
 __all__ = ["open_dataset", "parse_class_map", "DatasetError", "KINDS", "SPLIT_NAMES"]
@@ -144,15 +141,8 @@ def open_dataset(
 
 # -- planning: which files, with which label and split -------------------------------------------
 def _file_format(path: Path) -> str | None:
-    if is_image_file(path):
-        return "image"
-    if is_nifti_file(path):
-        return "nifti"
-    if path.suffix.lower() == ".mat":
-        return "mat"
-    if looks_like_dicom(path):
-        return "dicom"
-    return None
+    reader = reader_for_path(path)
+    return reader.name if reader is not None else None
 
 
 def _is_ignorable(path: Path) -> bool:
@@ -237,39 +227,46 @@ def _any_data_below(subdirs: list[Path]) -> bool:
     return False
 
 
-# -- reading ----------------------------------------------------------------------------------------
-def _read_task(task: _Task) -> tuple[list[Sample], SkippedFile | None]:
+# -- opening: headers only -----------------------------------------------------------------------
+# Header facts that become Sample fields (or only served the check at open time), not meta.
+_HEADER_ONLY = ("label", "patient_id", "has_mask", "end_marker", "shape", "bytes_needed", "bytes_stored")
+
+
+def _open_task(task: _Task) -> tuple[list[Sample], SkippedFile | None]:
+    reader = READERS[task.fmt]
     try:
-        if task.fmt == "mat":
-            d = read_cheng_mat(task.path)
-            meta = d["meta"]
-            if task.split:
-                meta["split"] = task.split
-            return [Sample(d["image"], d["label"], d["mask"], d["patient_id"], str(task.path), meta)], None
-        if task.fmt == "image":
-            slices = [read_image(task.path)]
-        elif task.fmt == "dicom":
-            slices = read_dicom(task.path)
-        else:
-            slices = read_nifti(task.path)
+        with reader.read(task.path) as header:
+            verify = getattr(reader, "verify", None)
+            if verify is not None:
+                verify(header)
+            facts = header.meta
+            n, shape = header.n_slices, (header.height, header.width)
     except UnreadableFile as exc:
         return [], SkippedFile(str(task.path), str(exc))
+    label = task.label if task.label is not None else facts.get("label")
+    base = {k: v for k, v in facts.items() if k not in _HEADER_ONLY}
+    base["height"], base["width"] = shape
+    if task.split:
+        base["split"] = task.split
     out = []
-    for image, meta in slices:
-        patient = meta.pop("patient_id", None)
-        if task.split:
-            meta["split"] = task.split
-        out.append(Sample(image, task.label, None, patient, str(task.path), meta))
+    for k in range(n):
+        meta = dict(base)
+        if task.fmt == "nifti":
+            meta["slice_index"] = k
+        elif n > 1:  # frames of a multi-frame DICOM
+            meta["frame_index"] = meta["slice_index"] = k
+        out.append(Sample(label=label, patient_id=facts.get("patient_id"), path=str(task.path), meta=meta,
+                          ref=SliceRef(str(task.path), task.fmt, k), shape=shape, has_mask=bool(facts.get("has_mask"))))
     return out, None
 
 
 def _read_tasks(tasks: list[_Task], root: Path, workers: int, progress: bool):
     samples, skipped = [], []
-    # Threads: PIL, cv2, zlib and h5py release the GIL while decoding, so reading overlaps well.
+    # Threads: header reads are mostly file opening, which overlaps well.
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(_read_task, tasks)
+        results = pool.map(_open_task, tasks)
         bar = tqdm(
-            results, total=len(tasks), desc=f"reading {root.name}", unit="file",
+            results, total=len(tasks), desc=f"opening {root.name}", unit="file",
             disable=not progress, mininterval=0.5,
         )
         for got, skip in bar:
@@ -279,20 +276,51 @@ def _read_tasks(tasks: list[_Task], root: Path, workers: int, progress: bool):
     return samples, skipped
 
 
+def _open_converted_row(root: Path, row: dict) -> Sample:
+    """One row of metadata.csv -> a lazy Sample (image and mask headers checked), or raise UnreadableFile."""
+    index = str(row["index"]).strip()
+    image_path = root / "images" / f"{index}.png"
+    if not image_path.is_file():
+        raise UnreadableFile("listed in metadata.csv but images/ has no such file")
+    raster = READERS["image"]
+    with raster.read(image_path) as header:
+        raster.verify(header)
+        shape, facts = (header.height, header.width), dict(header.meta)
+    mask_path = root / "masks" / f"{index}.png"
+    has_mask = mask_path.is_file()
+    if has_mask:
+        try:
+            with raster.read(mask_path) as mh:
+                raster.verify(mh)
+                mshape = (mh.height, mh.width)
+        except UnreadableFile as exc:
+            raise UnreadableFile(f"mask {mask_path.name}: {exc}") from None
+        if mshape != shape:
+            raise UnreadableFile(f"mask shape {mshape} differs from image shape {shape}")
+    facts.pop("end_marker", None)
+    meta = {**facts, "height": shape[0], "width": shape[1],
+            "figshare_index": int(index) if index.isdigit() else index, "original_size": row.get("original_size")}
+    if row.get("label"):
+        meta["label_code"] = int(row["label"]) if str(row["label"]).strip().isdigit() else row["label"]
+    pid = str(row.get("pid") or "").strip() or None
+    ref = SliceRef(str(image_path), "image", 0, str(mask_path) if has_mask else None)
+    return Sample(label=str(row["class_name"]).strip() or None, patient_id=pid, path=str(image_path), meta=meta,
+                  ref=ref, shape=shape, has_mask=has_mask)
+
+
 def _read_converted(root: Path, workers: int, progress: bool):
     rows = read_converted_rows(root)
 
     def one(row):
         try:
-            d = read_converted_slice(root, row)
+            return _open_converted_row(root, row), None
         except UnreadableFile as exc:
             return None, SkippedFile(str(root / "images" / f"{row.get('index')}.png"), str(exc))
-        return Sample(d["image"], d["label"], d["mask"], d["patient_id"], d["path"], d["meta"]), None
 
     samples, skipped = [], []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         bar = tqdm(
-            pool.map(one, rows), total=len(rows), desc=f"reading {root.name}", unit="slice",
+            pool.map(one, rows), total=len(rows), desc=f"opening {root.name}", unit="slice",
             disable=not progress, mininterval=0.5,
         )
         for s, skip in bar:

@@ -30,8 +30,9 @@ def evaluate(model: TumorModel, samples: SampleSet, out: Path, split: str | None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     evaluated = _choose_split(samples, split)
-    truth = truth_indices(model, evaluated)
+    truth_indices(model, evaluated)  # unknown classes fail before any pixel is read
     logits = predict_logits(model, evaluated, batch_size, desc="evaluating")
+    truth = truth_indices(model, evaluated)  # again: predict_logits drops files found damaged
     probs = calibrated(model, logits)
     classes = model.classes
 

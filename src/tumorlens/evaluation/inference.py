@@ -11,14 +11,16 @@ from tumorlens.models.checkpoint import TumorModel
 
 
 def predict_logits(model: TumorModel, samples: SampleSet, batch_size: int = 64, desc: str = "predicting") -> np.ndarray:
-    """Uncalibrated logits (N, C); preprocessing happens batch by batch so memory stays flat."""
+    """Uncalibrated logits (N, C); pixels are read and preprocessed chunk by chunk so memory stays flat.
+
+    A file found damaged only now is left out: removed from `samples` and listed in its skipped
+    (SampleSet.drop_unreadable), so take labels from `samples` after this call."""
     chunks = []
-    with tqdm(total=len(samples), desc=desc, unit="img", leave=False) as bar:
-        for start in range(0, len(samples), batch_size):
-            batch = samples.samples[start : start + batch_size]
-            x = model.prepare([s.image for s in batch])
-            chunks.append(model.logits(x, batch_size).numpy())
-            bar.update(len(batch))
+    for chunk in samples.chunks(batch_size, progress=True, desc=desc):
+        if chunk.images:
+            chunks.append(model.logits(model.prepare(chunk.images), batch_size).numpy())
+    for skip in samples.drop_unreadable():
+        tqdm.write(f"skipped {skip.path}: {skip.reason}")
     return np.concatenate(chunks) if chunks else np.empty((0, model.num_classes), dtype=np.float32)
 
 

@@ -13,10 +13,19 @@ from tumorlens.data.sample import SampleSet
 
 
 def preprocess_all(samples: SampleSet, recipe: PreprocessRecipe, desc: str = "preprocessing") -> torch.Tensor:
+    """Every readable sample at model size, read in chunks (pixels are read lazily, data/sample.py).
+
+    A file found damaged only now is left out, removed from `samples` and listed in its skipped
+    (SampleSet.drop_unreadable), so labels taken from `samples` afterwards line up with the rows."""
     out = np.empty((len(samples), 1, recipe.size, recipe.size), dtype=np.float32)
-    for i, s in enumerate(tqdm(samples.samples, desc=desc, unit="img", leave=False)):
-        out[i, 0] = recipe(s.image)
-    return torch.from_numpy(out)
+    n = 0
+    for chunk in samples.chunks(64, progress=True, desc=desc):
+        for image in chunk.images:
+            out[n, 0] = recipe(image)
+            n += 1
+    for skip in samples.drop_unreadable():
+        tqdm.write(f"skipped {skip.path}: {skip.reason}")
+    return torch.from_numpy(out if n == len(out) else out[:n].copy())
 
 
 class TensorImageDataset(Dataset):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from tumorlens.data.errors import UnreadableFile
@@ -11,20 +9,6 @@ from tumorlens.data.readers.base import Header, ImageReader, Slice, Source, chec
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
-
-
-def looks_like_dicom(path: Path) -> bool:
-    """By suffix, or by the 'DICM' magic at byte 128 (DICOM files often have no suffix)."""
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    if path.suffix:
-        return False
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return READER.sniff(head)
 
 
 class DicomReader(ImageReader):

@@ -3,7 +3,8 @@
 1. The original MATLAB files (one per slice): a struct `cjdata` with image, label (1 meningioma,
    2 glioma, 3 pituitary), PID (patient id), tumorMask and tumorBorder. The published files are
    MATLAB v7.3 (HDF5, read with h5py); older v5 copies circulate too and are read with scipy.
-2. The converted folder: images/N.png, masks/N.png, metadata.csv (index,label,class_name,pid,...).
+2. The converted folder: images/N.png, masks/N.png, metadata.csv (index,label,class_name,pid,...);
+   its PNGs are read by the raster reader (sources.py opens the rows, lazy.py pairs image and mask).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import numpy as np
 
 from tumorlens.data.errors import DatasetError, UnreadableFile
 from tumorlens.data.readers.base import Header, ImageReader, Slice, Source, check_not_empty, clean_message, is_bytes, open_binary
-from tumorlens.data.readers.images import read_image
 
 CHENG_LABELS = {1: "meningioma", 2: "glioma", 3: "pituitary"}
 CONVERTED_COLUMNS = {"index", "class_name"}
@@ -172,14 +172,6 @@ def _read_v5(source: Source) -> dict:
 MAT_READER = ChengMatReader()
 
 
-def read_cheng_mat(path: Source) -> dict:
-    """Return dict(image, mask, label, patient_id, meta) for one .mat slice, or raise UnreadableFile."""
-    with MAT_READER.read(path) as header:
-        (s,) = MAT_READER.get_data(header)
-        return {"image": s.image, "mask": s.mask, "label": header.meta["label"],
-                "patient_id": header.meta["patient_id"], "meta": s.meta}
-
-
 # -- converted folder ------------------------------------------------------------------------------
 def is_converted_folder(root: Path) -> bool:
     return (root / "metadata.csv").is_file() and (root / "images").is_dir()
@@ -196,34 +188,3 @@ def read_converted_rows(root: Path) -> list[dict]:
                 f"{meta_path}: missing column(s) {sorted(missing)}; expected index,label,class_name,pid,original_size"
             )
         return list(reader)
-
-
-def read_converted_slice(root: Path, row: dict) -> dict:
-    """One row of metadata.csv -> dict(image, mask, label, patient_id, meta, path), or raise UnreadableFile."""
-    index = str(row["index"]).strip()
-    image_path = root / "images" / f"{index}.png"
-    if not image_path.is_file():
-        raise UnreadableFile("listed in metadata.csv but images/ has no such file")
-    image, meta = read_image(image_path)
-    mask = None
-    mask_path = root / "masks" / f"{index}.png"
-    if mask_path.is_file():
-        try:
-            mask_img, _ = read_image(mask_path)
-        except UnreadableFile as exc:
-            raise UnreadableFile(f"mask {mask_path.name}: {exc}") from None
-        if mask_img.shape != image.shape:
-            raise UnreadableFile(f"mask shape {mask_img.shape} differs from image shape {image.shape}")
-        mask = mask_img > 0
-    meta.update({"figshare_index": int(index) if index.isdigit() else index, "original_size": row.get("original_size")})
-    if row.get("label"):
-        meta["label_code"] = int(row["label"]) if str(row["label"]).strip().isdigit() else row["label"]
-    pid = str(row.get("pid") or "").strip() or None
-    return {
-        "image": image,
-        "mask": mask,
-        "label": str(row["class_name"]).strip() or None,
-        "patient_id": pid,
-        "meta": meta,
-        "path": str(image_path),
-    }
