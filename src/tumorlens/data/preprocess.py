@@ -4,8 +4,15 @@ Steps, in order (as published counterfactual work on these datasets does):
 1. optional crop to the head (bounding box of the largest bright component, padded square),
 2. resize to the model size (area interpolation when shrinking, linear when enlarging),
 3. clip to the [clip_low, clip_high] percentiles and min-max scale to [0, 1],
-4. z-score with the recipe's declared mean and std (fixed numbers, so a pixel means the same in
+4. optional intensity standardisation (`intensity`): "minmax" (none beyond step 3; every
+   checkpoint written before this option) or "head_rank": each head pixel becomes its rank among
+   the head's pixels (0 to 1), the background 0. Ranks do not move under any increasing intensity
+   change (gamma, contrast, brightness, a scanner's grey mapping), so such an acquisition shift
+   cannot change what the model sees, apart from the head outline's few rim pixels;
+5. z-score with the recipe's declared mean and std (fixed numbers, so a pixel means the same in
    every image and a blanked region has the same value everywhere).
+
+Steps 1-4 make the "display" image ([0, 1], model size) on which the audit edits pixels.
 
 Masks follow steps 1-2 only (nearest neighbour), so they stay aligned with the model input.
 """
@@ -26,8 +33,11 @@ class PreprocessRecipe:
     mean: float = 0.5
     std: float = 0.25
     crop_to_head: bool = False
+    intensity: str = "minmax"  # one of INTENSITY_METHODS; older checkpoints lack the field: "minmax"
 
     def __post_init__(self) -> None:
+        if self.intensity not in INTENSITY_METHODS:
+            raise ValueError(f"unknown intensity standardisation {self.intensity!r}; choose one of: {', '.join(INTENSITY_METHODS)}")
         if self.size < 8:
             raise ValueError(f"size must be at least 8 pixels, got {self.size}")
         if not 0 <= self.clip_low < self.clip_high <= 100:
@@ -93,12 +103,18 @@ class PreprocessRecipe:
             lo, hi = (p_lo if lo is None else lo), (p_hi if hi is None else hi)
         return lo, hi
 
+    def standardise(self, image01: np.ndarray) -> np.ndarray:
+        """Step 4 on a [0, 1] model-size image (see the module docstring)."""
+        if self.intensity == "minmax":
+            return image01
+        return head_rank(image01)
+
     def normalize(self, image01: np.ndarray) -> np.ndarray:
         return ((np.asarray(image01, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
 
     def display(self, image: np.ndarray) -> np.ndarray:
         """The [0, 1] image at model size, as the model sees it before z-scoring (for overlays and regions)."""
-        return self.scale01(self.geometry(image))
+        return self.standardise(self.scale01(self.geometry(image)))
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Raw 2-D image -> float32 (size, size) model input."""
@@ -119,6 +135,31 @@ class PreprocessRecipe:
         for i, im in enumerate(images):
             out[i, 0] = self(im)
         return out
+
+
+# name -> what it does (the CLI help and the model card read these)
+INTENSITY_METHODS = {
+    "minmax": "percentile clip and min-max scaling only",
+    "head_rank": "rank of each pixel within the head (0-1), background 0: unmoved by any increasing intensity change",
+}
+
+
+def head_rank(image01: np.ndarray) -> np.ndarray:
+    """Each head pixel -> its mid-rank among the head's pixels / their count (ties share a rank,
+    so a flat region stays flat); background -> 0. The head is the audit's own head mask; an image
+    without a head is ranked whole. scipy's rankdata does the ranking."""
+    from scipy.stats import rankdata
+
+    from tumorlens.audit.regions import head_mask  # the audit's regions (being moved to tumorlens.anatomy)
+
+    img = np.asarray(image01, dtype=np.float32)
+    head = head_mask(img)
+    if not head.any():
+        head = np.ones(img.shape, bool)
+    out = np.zeros(img.shape, np.float32)
+    values = img[head]
+    out[head] = (rankdata(values, method="average") / len(values)).astype(np.float32)
+    return out
 
 
 def _head_box(image: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -2,7 +2,9 @@
 and zooms, left-right flips, brightness and contrast, each drawn per image.
 
 Presets by name (`tumorlens train --augment NAME`): "none", "flip" (left-right flips only: the
-brain is near-symmetric, so a flipped slice is a real slice), "mri" (flips plus the rest).
+brain is near-symmetric, so a flipped slice is a real slice), "mri" (flips plus the rest),
+"acquisition" (this module's "mri" part on the batch, plus TorchIO's per-image acquisition
+transforms in the data loader: tumorlens.training.acquisition).
 
 Written with affine_grid/grid_sample rather than torchvision.transforms.v2 because v2 draws one
 set of parameters per call: per-image parameters would need a Python loop over the batch, which

@@ -8,7 +8,14 @@ AUGMENT_PRESETS = {
     "none": "no augmentation",
     "flip": "left-right flips only",
     "mri": "left-right flips, rotation +-10 deg, shift 5 %, zoom 7 %, brightness and contrast 15 %",
+    # tumorlens.training.acquisition builds the TorchIO part
+    "acquisition": "the mri preset, plus TorchIO acquisition transforms per image before the intensity step: "
+    "gamma 0.55-1.8 (p .5), bias field (p .3), noise (p .3), blur (p .2), down-sampling x1.5-3.5 (p .2), "
+    "ghosting (p .15), motion (p .15), k-space spike (p .1)",
 }
+
+# presets whose per-image part runs on the display image in the data loader, not on the batch
+PER_IMAGE_PRESETS = {"acquisition"}
 
 
 def augment_preset(name: str | bool) -> str:

@@ -8,7 +8,9 @@ from typing import Optional
 import typer
 
 from tumorlens.cli_errors import exit_on_user_error
+from tumorlens.data.preprocess import INTENSITY_METHODS
 from tumorlens.training.augment_presets import AUGMENT_PRESETS
+from tumorlens.training.outside import OUTSIDE_MODES
 
 
 def _parse_class_map(text: str | None) -> dict[str, str]:
@@ -31,6 +33,9 @@ def register(app: typer.Typer) -> None:
         crop_to_head: bool = typer.Option(False, "--crop-to-head/--no-crop-to-head"),
         clip_low: float = typer.Option(1.0, "--clip-low", help="intensity percentile mapped to 0"),
         clip_high: float = typer.Option(99.0, "--clip-high", help="intensity percentile mapped to 1 (100: no clipping)"),
+        intensity: str = typer.Option("minmax", "--intensity", help="intensity standardisation, stored in the recipe: " + "; ".join(f"{k}: {v}" for k, v in INTENSITY_METHODS.items())),
+        outside_brain: str = typer.Option("keep", "--outside-brain", help="training only, on the audit's brain region: " + "; ".join(f"{k}: {v}" for k, v in OUTSIDE_MODES.items())),
+        outside_p: float = typer.Option(0.5, "--outside-p", help="share of training images whose outside-brain pixels --outside-brain replaces"),
         split: Optional[str] = typer.Option(None, "--split", help="train on this split only, e.g. Training"),
         val_fraction: float = typer.Option(0.15, "--val-fraction"),
         epochs: int = typer.Option(10, "--epochs"),
@@ -58,7 +63,7 @@ def register(app: typer.Typer) -> None:
 
         config = TrainConfig(
             data=str(data), out=str(out), model=model, pretrained=pretrained, size=size, crop_to_head=crop_to_head,
-            clip_low=clip_low, clip_high=clip_high,
+            clip_low=clip_low, clip_high=clip_high, intensity=intensity, outside_brain=outside_brain, outside_p=outside_p,
             split=split, val_fraction=val_fraction, epochs=epochs, max_steps=max_steps, max_val_steps=max_val_steps,
             batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer, loss=loss,
             class_weights=class_weights, weighted_sampling=weighted_sampling, label_smoothing=label_smoothing,

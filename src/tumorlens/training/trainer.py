@@ -22,11 +22,14 @@ from tumorlens.evaluation.calibration import fit_temperature
 from tumorlens.evaluation.metrics import classification_metrics
 from tumorlens.models.checkpoint import save_checkpoint
 from tumorlens.models.registry import build_model
+from tumorlens.training.acquisition import Acquisition
 from tumorlens.training.augment import augment_preset, make_augment
+from tumorlens.training.augment_presets import PER_IMAGE_PRESETS
 from tumorlens.training.curves import read_log, save_curves
-from tumorlens.training.datasets import TensorImageDataset, preprocess_all
+from tumorlens.training.datasets import AugmentedImageDataset, TensorImageDataset, prepare_per_image, preprocess_all
 from tumorlens.training.losses import balanced_class_weights, make_loss
 from tumorlens.training.module import Classifier
+from tumorlens.training.outside import OutsideBrain, check_outside_mode
 
 
 @dataclass
@@ -37,6 +40,7 @@ class TrainConfig:
     pretrained: str | None = None
     size: int = 224  # the shipped model's size; see benchmarks/RESULTS.md for 160 vs 224
     crop_to_head: bool = False
+    intensity: str = "minmax"  # the recipe's intensity standardisation (tumorlens.data.preprocess.INTENSITY_METHODS)
     clip_low: float = 1.0  # intensity percentiles of the preprocessing recipe
     clip_high: float = 99.0
     split: str | None = None  # train only on samples of this split (e.g. "Training"); None = all
@@ -53,7 +57,10 @@ class TrainConfig:
     weighted_sampling: bool = False
     label_smoothing: float = 0.05
     focal_gamma: float = 2.0
-    augment: str = "mri"  # none, flip or mri (tumorlens.training.augment)
+    augment: str = "mri"  # none, flip, mri or acquisition (tumorlens.training.augment_presets)
+    # outside-brain randomisation during training (tumorlens.training.outside): keep, randomize, blank
+    outside_brain: str = "keep"
+    outside_p: float = 0.5
     patience: int = 4
     seed: int = 0
     # draws the validation split; None: the same as seed. Fix it to compare seeds on one validation set.
@@ -80,6 +87,9 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
 
     started = time.time()
     augment_preset(config.augment)  # an unknown name fails before any data is read
+    check_outside_mode(config.outside_brain)
+    if not 0 <= config.outside_p <= 1:
+        raise ValueError(f"--outside-p must lie in [0, 1], got {config.outside_p}")
     # so does a missing or damaged --resume file; its schedule length is checked once the run's is known
     resumed_total_steps = _resume_schedule_length(config.resume) if config.resume else None
     L.seed_everything(config.seed, workers=True)
@@ -108,15 +118,15 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     train_set, val_set = samples.subset(train_idx), samples.subset(val_idx)
     classes = samples.classes
     recipe = PreprocessRecipe(
-        size=config.size, crop_to_head=config.crop_to_head, clip_low=config.clip_low, clip_high=config.clip_high
+        size=config.size, crop_to_head=config.crop_to_head, clip_low=config.clip_low, clip_high=config.clip_high,
+        intensity=config.intensity,
     )
 
-    x_train = preprocess_all(train_set, recipe, "preprocessing training images")
-    x_val = preprocess_all(val_set, recipe, "preprocessing validation images")
     y_train, y_val = train_set.label_indices(), val_set.label_indices()
+    train_ds = _training_dataset(config, train_set, y_train, recipe)
+    x_val = preprocess_all(val_set, recipe, "preprocessing validation images")
 
     background = float(recipe.normalize(np.zeros(1))[0])
-    train_ds = TensorImageDataset(x_train, y_train)
     val_ds = TensorImageDataset(x_val, y_val)
     sampler = None
     if config.weighted_sampling:
@@ -211,6 +221,19 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     save_curves(log_csv, out, earlier=earlier_log)
     (out / "validation_metrics.json").write_text(json.dumps(val_metrics, indent=2))
     return TrainResult(ckpt, val_metrics, temperature, seconds)
+
+
+def _training_dataset(config: TrainConfig, train_set: SampleSet, y_train: np.ndarray, recipe: PreprocessRecipe):
+    """Preprocessed once into a tensor, unless an option edits images one by one as they are drawn."""
+    acquisition = augment_preset(config.augment) in PER_IMAGE_PRESETS
+    outside = config.outside_brain != "keep" and config.outside_p > 0
+    if not (acquisition or outside):
+        return TensorImageDataset(preprocess_all(train_set, recipe, "preprocessing training images"), y_train)
+    before, display, brains, fills = prepare_per_image(train_set, recipe, acquisition, outside)
+    randomiser = (OutsideBrain(config.outside_brain, config.outside_p, brains, fills, display,
+                               np.random.default_rng(config.seed)) if outside else None)
+    return AugmentedImageDataset(before if acquisition else display, y_train, recipe,
+                                 acquisition=Acquisition(recipe) if acquisition else None, outside=randomiser)
 
 
 def training_hashes(samples: SampleSet) -> list[str]:
