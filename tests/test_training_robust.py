@@ -142,3 +142,18 @@ def test_bad_outside_options_are_refused_before_data_is_read(tmp_path):
         train(TrainConfig(data="/nonexistent", out=str(tmp_path / "r"), outside_brain="everywhere"))
     with pytest.raises(ValueError, match="outside-p"):
         train(TrainConfig(data="/nonexistent", out=str(tmp_path / "r"), outside_brain="blank", outside_p=1.5))
+
+
+def test_a_shift_in_acquired_space_is_cancelled_by_the_rank_recipe_and_not_by_min_max(phantoms):
+    """The robustness check's shifts act where a scanner acts: on recipe.acquired(raw), and the
+    shifted image becomes a display image through recipe.from_acquired (for min-max recipes both
+    are the display image and its re-scaling)."""
+    image = phantoms.samples[3].image
+    for recipe, cancels in ((PreprocessRecipe(size=64, clip_low=0, clip_high=100, intensity="head_rank"), True),
+                            (PreprocessRecipe(size=64, clip_low=0, clip_high=100), False)):
+        acquired = recipe.acquired(image)
+        np.testing.assert_allclose(recipe.from_acquired(acquired), recipe.display(image), atol=1e-6)
+        moved = np.abs(recipe.from_acquired(acquired ** 0.6) - recipe.display(image)).mean()
+        assert (moved < 0.01) == cancels
+    minmax = PreprocessRecipe(size=64, clip_low=0, clip_high=100)
+    np.testing.assert_array_equal(minmax.acquired(image), minmax.display(image))

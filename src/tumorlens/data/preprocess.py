@@ -112,9 +112,19 @@ class PreprocessRecipe:
     def normalize(self, image01: np.ndarray) -> np.ndarray:
         return ((np.asarray(image01, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
 
+    def acquired(self, image: np.ndarray) -> np.ndarray:
+        """Steps 1-3: the [0, 1] image at model size before the intensity standardisation; where an
+        acquisition shift acts (for "minmax" recipes this is the display image)."""
+        return self.scale01(self.geometry(image))
+
+    def from_acquired(self, image01: np.ndarray) -> np.ndarray:
+        """An acquired-space image edited as a scanner would (e.g. a robustness shift) -> the display
+        image a file with those pixels would give: steps 3-4 again (for "minmax": step 3 only)."""
+        return self.standardise(self.scale01(image01))
+
     def display(self, image: np.ndarray) -> np.ndarray:
         """The [0, 1] image at model size, as the model sees it before z-scoring (for overlays and regions)."""
-        return self.standardise(self.scale01(self.geometry(image)))
+        return self.standardise(self.acquired(image))
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Raw 2-D image -> float32 (size, size) model input."""
