@@ -8,9 +8,8 @@
         one RESULTS row per candidate from DIR/model.pt, DIR/validation_shifts.json, DIR/testing
         (tumorlens evaluate), DIR/audit (tumorlens audit, Kaggle Testing), DIR/audit_figshare.
 
-The shifts act where a scanner acts: on recipe.acquired(raw) (the [0, 1] image before the recipe's
-intensity step), and a shifted image reaches the model through recipe.from_acquired, as a file with
-those pixels would. For min-max recipes this is exactly what the audit's robustness check does.
+The shifts act where a scanner acts (tumorlens.shifts.acquired_images: before the recipe's intensity
+step), as the audit's robustness check applies them.
 """
 
 from __future__ import annotations
@@ -46,33 +45,21 @@ def validation_samples(model):
     return val
 
 
-def shifts_for(recipe, seed: int = 0):
-    """The robustness check's shifts, each followed by recipe.from_acquired (see the docstring)."""
-    from dataclasses import replace
-
-    from tumorlens.shifts import standard_shifts
-
-    def finish(shift):
-        return lambda images, b: np.stack([recipe.from_acquired(im) for im in shift(images, b)])
-
-    return [replace(s, apply=finish(s)) for s in standard_shifts(seed)]
-
-
 def validate(model_path: Path) -> dict:
     from tumorlens.audit.forward import probabilities01
     from tumorlens.evaluation.metrics import classification_metrics
     from tumorlens.models import load_model
-    from tumorlens.shifts import evaluate_under_shifts
+    from tumorlens.shifts import acquired_images, evaluate_under_shifts
 
     model = load_model(model_path)
     val = validation_samples(model)
     recipe = model.recipe
     truth = np.array([model.classes.index(s.label) for s in val.samples])
     display = np.stack([recipe.display(s.image) for s in val.samples])
-    acquired = np.stack([recipe.acquired(s.image) for s in val.samples])
+    acquired = acquired_images(recipe, [s.image for s in val.samples])
     probs = probabilities01(model, display)
     clean = classification_metrics(truth, probs, model.classes)
-    ev = evaluate_under_shifts(model, acquired, truth, shifts_for(recipe), clean_probs=probs, renormalize=False)
+    ev = evaluate_under_shifts(model, acquired, truth, clean_probs=probs)
     shifts = {m["name"]: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "changed": m["changed"]}
               for m in ev.metrics()}
     result = {
