@@ -150,7 +150,7 @@ def test_a_recipe_with_an_intensity_step_gets_it_after_the_shift(displays):
             return self.scale01(img01) ** 2
 
         def acquired(self, raw):
-            return self.display(raw)
+            return self.scale01(self.geometry(raw))  # steps 1-3 (PreprocessRecipe.acquired itself)
 
     recipe = Ranked(size=64, clip_low=0.0, clip_high=100.0)
     np.testing.assert_allclose(renormalize01(recipe, displays[:2]), displays[:2] ** 2, atol=1e-6)
