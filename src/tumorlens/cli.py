@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "tumorlens.evaluation.commands",
     "tumorlens.explain.commands",
     "tumorlens.audit.commands",
+    "tumorlens.audit.compare_commands",
     "tumorlens.serve.commands",
 )
 

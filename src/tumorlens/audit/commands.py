@@ -31,14 +31,26 @@ def register(app: typer.Typer) -> None:
                                                     "'none', or a folder"),
         class_map: str | None = typer.Option(None, "--class-map", help="rename dataset classes: old=new,..."),
         seed: int = typer.Option(0, "--seed"),
+        compare: Path | None = typer.Option(None, "--compare", help="an earlier audit folder: also write "
+                                            "comparison.html/.json (that audit = A, this one = B)"),
     ) -> None:
         """Is the accuracy real, and does the model decide from the tumor? Writes report.html (+ CSV, JSON)."""
         from tumorlens.cli_errors import exit_on_user_error
 
         with exit_on_user_error():
+            if compare is not None:  # refuse a wrong folder before the long run, not after
+                from tumorlens.audit.compare import load_summary
+
+                load_summary(compare)
             summary = _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n, data_checks,
                            training_data, class_map, seed)
         _print_verdict(summary, out)
+        if compare is not None:
+            from tumorlens.audit.compare_commands import print_comparison, run_compare
+
+            with exit_on_user_error():
+                comp = run_compare(compare, out, out)
+            print_comparison(comp, out)
 
 
 def _default_methods():
