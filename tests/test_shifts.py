@@ -10,6 +10,7 @@ from tumorlens.data.synthetic import make_phantoms
 from tumorlens.models.checkpoint import TumorModel
 from tumorlens.shifts import (
     TRANSFORM_BATCH,
+    ShiftEvaluation,
     acquired_images,
     evaluate_under_shifts,
     renormalize01,
@@ -156,3 +157,24 @@ def test_a_recipe_with_an_intensity_step_gets_it_after_the_shift(displays):
     np.testing.assert_allclose(renormalize01(recipe, displays[:2]), displays[:2] ** 2, atol=1e-6)
     ph = make_phantoms(2, size=64, seed=3)
     np.testing.assert_allclose(acquired_images(recipe, [s.image for s in ph.samples]), displays[:2])
+
+
+def test_parts_evaluated_with_their_start_equal_one_run_and_examples_are_kept(displays):
+    many = np.concatenate([displays] * 6)  # 72 images
+    truth = np.tile(np.arange(2), len(many) // 2)
+    shifts = [shift_by_name("gaussian noise"), shift_by_name("gamma 1.6")]
+    z = RECIPE.normalize(displays).mean(axis=(1, 2))
+    model = model_of(MeanBrightness(float(np.median(z))))
+    whole = evaluate_under_shifts(model, many, truth, shifts, keep=[3, 70], progress=False)
+    parts = ShiftEvaluation.concat([
+        evaluate_under_shifts(model, many[:64], truth[:64], shifts, keep=[3], progress=False),
+        evaluate_under_shifts(model, many[64:], truth[64:], shifts, start=64, keep=[6], progress=False)])
+    for name in whole.preds:
+        np.testing.assert_array_equal(whole.preds[name], parts.preds[name])
+        np.testing.assert_allclose(whole.probs[name], parts.probs[name], atol=1e-6)
+    assert sorted(parts.kept) == [3, 70] and sorted(whole.kept) == [3, 70]
+    np.testing.assert_array_equal(whole.kept[70]["gaussian noise"], parts.kept[70]["gaussian noise"])
+    # the kept image is what the model saw: the same noise as shifting that batch directly
+    direct = renormalize01(RECIPE, shift_by_name("gaussian noise")(many[64:], 64))[6]
+    np.testing.assert_allclose(whole.kept[70]["gaussian noise"], direct, atol=1e-6)
+    assert parts.model_passes == whole.model_passes == len(many) * 3

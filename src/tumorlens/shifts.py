@@ -25,7 +25,8 @@ axis, i.e. in the slice plane.
 
 The set is fixed: the same images in the same order give the same pixels (random parts, the
 bias field's coefficients and the noise, come from generators seeded by `seed` and the batch
-index; batches are always TRANSFORM_BATCH images, whatever the model's batch size).
+position of the batch's first image; batches are TRANSFORM_BATCH images, whatever the model's
+batch size).
 
 This module depends on the model checkpoint and preprocessing only, not on the audit, so training
 can select recipes with it on validation data.
@@ -55,15 +56,19 @@ class Shift:
     library: str
     apply: Callable[[np.ndarray, int], np.ndarray] = field(repr=False, compare=False)
 
-    def __call__(self, images01: np.ndarray, batch_index: int = 0) -> np.ndarray:
-        """(N, S, S) display images -> (N, S, S) shifted images (not yet re-normalised)."""
+    def __call__(self, images01: np.ndarray, batch_start: int = 0) -> np.ndarray:
+        """(N, S, S) display images -> (N, S, S) shifted images (not yet re-normalised).
+
+        batch_start: position of the first image in the whole evaluated set; it seeds the random
+        parts (the noise), so that batches differ from one another and a run repeats exactly.
+        """
         arr = np.asarray(images01, dtype=np.float32)
         if arr.ndim == 2:
             arr = arr[None]
         if len(arr) == 0:
             return arr.copy()
         with _one_thread():
-            return np.asarray(self.apply(arr, batch_index), dtype=np.float32)
+            return np.asarray(self.apply(arr, batch_start), dtype=np.float32)
 
 
 @contextmanager
@@ -93,10 +98,10 @@ def _as_volume(images: np.ndarray) -> torch.Tensor:
 
 
 def _torchio(make: Callable[[int], object]) -> Callable[[np.ndarray, int], np.ndarray]:
-    """Wrap a TorchIO transform factory (batch index -> transform) as a batch function."""
+    """Wrap a TorchIO transform factory (batch start -> transform) as a batch function."""
 
-    def run(images: np.ndarray, batch_index: int) -> np.ndarray:
-        out = make(batch_index)(_as_volume(images))
+    def run(images: np.ndarray, batch_start: int) -> np.ndarray:
+        out = make(batch_start)(_as_volume(images))
         return np.asarray(out)[:, 0]
 
     return run
@@ -105,7 +110,7 @@ def _torchio(make: Callable[[int], object]) -> Callable[[np.ndarray, int], np.nd
 def _jpeg(quality: int) -> Callable[[np.ndarray, int], np.ndarray]:
     from PIL import Image
 
-    def run(images: np.ndarray, batch_index: int) -> np.ndarray:
+    def run(images: np.ndarray, batch_start: int) -> np.ndarray:
         out = np.empty_like(images)
         for i, im in enumerate(images):
             buf = io.BytesIO()
@@ -125,7 +130,7 @@ def _resolution(factor: float) -> Callable[[np.ndarray, int], np.ndarray]:
     # SimpleITK filter needs 4 voxels along every axis, and a slice has one along the first.
     sigma = float(np.sqrt((factor**2 - 1) / (8 * np.log(2))))
 
-    def run(images: np.ndarray, batch_index: int) -> np.ndarray:
+    def run(images: np.ndarray, batch_start: int) -> np.ndarray:
         image = tio.ScalarImage(tensor=_as_volume(images), affine=np.eye(4))
         shape, affine = image.spatial_shape, image.affine.copy()
         # Down-sample in the slice plane, then back onto the original grid: what RandomAnisotropy
@@ -256,6 +261,7 @@ class ShiftEvaluation:
     seconds_model: float = 0.0  # time inside the model's forward passes (the passes the stage needs)
     seconds_transforms: float = 0.0
     model_passes: int = 0  # images through the model (all shifts, plus the clean pass if it was made here)
+    kept: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # image index -> shift name -> shifted image
 
     @property
     def cost_ratio(self) -> float | None:
@@ -273,16 +279,41 @@ class ShiftEvaluation:
             out.append({"name": s.name, "kind": s.kind, "params": s.params, "library": s.library, **m})
         return out
 
+    @classmethod
+    def concat(cls, parts: Sequence["ShiftEvaluation"]) -> "ShiftEvaluation":
+        """Evaluations of consecutive parts of one set (e.g. the audit's chunks) as one; kept
+        indices are shifted to positions in the whole set."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        first = parts[0]
+        kept, offset = {}, 0
+        for p in parts:
+            kept.update({offset + i: v for i, v in p.kept.items()})
+            offset += len(p.truth)
+        return cls(
+            classes=first.classes, shifts=first.shifts,
+            truth=np.concatenate([p.truth for p in parts]),
+            clean_pred=np.concatenate([p.clean_pred for p in parts]),
+            preds={s.name: np.concatenate([p.preds[s.name] for p in parts]) for s in first.shifts},
+            probs={s.name: np.concatenate([p.probs[s.name] for p in parts]) for s in first.shifts},
+            seconds_total=sum(p.seconds_total for p in parts), seconds_model=sum(p.seconds_model for p in parts),
+            seconds_transforms=sum(p.seconds_transforms for p in parts),
+            model_passes=sum(p.model_passes for p in parts), kept=kept,
+        )
+
 
 def evaluate_under_shifts(model, display_images: np.ndarray, truth: np.ndarray, shifts: Sequence[Shift] | None = None,
                           *, clean_probs: np.ndarray | None = None, seed: int = 0, batch_size: int = 64,
-                          renormalize: bool = True, progress: bool = True) -> ShiftEvaluation:
+                          renormalize: bool = True, start: int = 0, keep: Sequence[int] = (),
+                          progress: bool = True) -> ShiftEvaluation:
     """Every image through the model under every shift; per-shift metrics via .metrics(mask).
 
     display_images: (N, S, S) float [0, 1] at model size: `acquired_images(model.recipe, raw)`, which
     is `model.recipe.display(raw)` for every recipe without an intensity step.
     truth: (N,) class indices. clean_probs: (N, C) probabilities of the unshifted images if the
     caller already has them (the audit does); otherwise the clean pass is made here too.
+    start: position of these images in a larger set evaluated in parts (seeds the noise; see
+    Shift.__call__). keep: indices (into these images) whose shifted versions to keep, for figures.
     Batches of TRANSFORM_BATCH images go through each shift and then the model in one call, so the
     stage costs the model passes plus the (vectorised) shifts; `cost_ratio` measures that.
     """
@@ -297,6 +328,7 @@ def evaluate_under_shifts(model, display_images: np.ndarray, truth: np.ndarray, 
     if len(truth) != len(images):
         raise ValueError(f"{len(images)} images but {len(truth)} labels")
     n = len(images)
+    keep = {int(i) for i in keep if 0 <= int(i) < n}
     seconds_model = 0.0
     passes = 0
 
@@ -318,20 +350,24 @@ def evaluate_under_shifts(model, display_images: np.ndarray, truth: np.ndarray, 
     clean_pred = np.asarray(clean_probs).argmax(1)
     preds = {s.name: np.empty(n, np.int64) for s in shifts}
     p_true = {s.name: np.empty(n, np.float32) for s in shifts}
+    kept: dict[int, dict[str, np.ndarray]] = {i: {} for i in sorted(keep)}
     bar = tqdm(total=n * len(shifts), desc="acquisition shifts", unit="img", disable=not progress)
-    for b, start in enumerate(range(0, n, TRANSFORM_BATCH)):
-        chunk = images[start:start + TRANSFORM_BATCH]
+    for lo in range(0, n, TRANSFORM_BATCH):
+        chunk = images[lo:lo + TRANSFORM_BATCH]
+        hi = lo + len(chunk)
         for s in shifts:
-            shifted = s(chunk, b)
-            p = forward(prepare(shifted))
-            preds[s.name][start:start + len(chunk)] = p.argmax(1)
-            p_true[s.name][start:start + len(chunk)] = p[np.arange(len(chunk)), truth[start:start + len(chunk)]]
+            shifted = prepare(s(chunk, start + lo))
+            p = forward(shifted)
+            preds[s.name][lo:hi] = p.argmax(1)
+            p_true[s.name][lo:hi] = p[np.arange(len(chunk)), truth[lo:hi]]
+            for i in keep & set(range(lo, hi)):
+                kept[i][s.name] = shifted[i - lo].copy()
             bar.update(len(chunk))
     bar.close()
     total = time.perf_counter() - t_start
     return ShiftEvaluation(classes=list(model.classes), truth=truth, clean_pred=clean_pred, shifts=shifts,
                            preds=preds, probs=p_true, seconds_total=total, seconds_model=seconds_model,
-                           seconds_transforms=total - seconds_model, model_passes=passes)
+                           seconds_transforms=total - seconds_model, model_passes=passes, kept=kept)
 
 
 def _probabilities(model, images01: np.ndarray, batch_size: int) -> np.ndarray:
