@@ -55,7 +55,7 @@ def bench_regions() -> str:
     import pandas as pd
     from tqdm import tqdm
 
-    from tumorlens.audit.regions import PEEL_FRACTION, RING_FRACTION, segment_regions
+    from tumorlens.anatomy.regions import PEEL_FRACTION, RING_FRACTION, segment_regions
     from tumorlens.assets import default_model_path
     from tumorlens.models import load_model
 

@@ -225,7 +225,7 @@ def bench_load(args) -> list[str]:
 def bench_checks() -> list[str]:
     from PIL import Image
 
-    from tumorlens.audit.regions import segment_regions
+    from tumorlens.anatomy.regions import segment_regions
     from tumorlens.data.preprocess import PreprocessRecipe
     from tumorlens.serve.attention import tumor_candidates
     from tumorlens.serve.decode import decode_upload

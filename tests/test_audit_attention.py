@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tumorlens.audit import attention as A
-from tumorlens.audit.regions import Regions
+from tumorlens.anatomy.regions import Regions
 
 S = 64
 

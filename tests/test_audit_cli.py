@@ -96,7 +96,7 @@ def test_images_the_model_was_trained_on_are_found_through_its_provenance(datase
     Kaggle-trained model): the audit finds them through the checkpoint's provenance."""
     import shutil
 
-    from tumorlens.audit.runner import model_training_twins
+    from tumorlens.evaluation.leakage import model_training_twins
     from tumorlens.data.sources import open_dataset
     from tumorlens.models.checkpoint import TumorModel
 
@@ -121,7 +121,7 @@ def test_images_the_model_was_trained_on_are_found_through_its_provenance(datase
 
 
 def test_hashes_stored_in_the_checkpoint_need_no_training_folder(dataset):
-    from tumorlens.audit.runner import model_training_twins
+    from tumorlens.evaluation.leakage import model_training_twins
     from tumorlens.data.checks import hash_samples
     from tumorlens.data.sources import open_dataset
     from tumorlens.models.checkpoint import TumorModel

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from tumorlens.audit.regions import Regions, segment_regions
+from tumorlens.anatomy.regions import Regions, segment_regions
 
 
 def toy_head(size=160, seed=0, center=(0.5, 0.5), radii=(0.36, 0.30)):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tumorlens.audit.regions import Regions
+from tumorlens.anatomy.regions import Regions
 from tumorlens.audit.shortcuts import blank_brain, brain_only, shortcut_test
 
 CLASSES = ["glioma", "meningioma", "notumor", "pituitary"]

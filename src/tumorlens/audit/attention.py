@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from tumorlens.audit.regions import Regions
+from tumorlens.anatomy.regions import Regions
 
 POINTING_TOLERANCE_PX = 5
 EDGE_BAND_FRACTION = 0.03  # outer band of the image, as a fraction of its side

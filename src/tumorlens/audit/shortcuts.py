@@ -17,7 +17,7 @@ from scipy.stats import binomtest
 from sklearn.metrics import balanced_accuracy_score
 
 from tumorlens.audit.counterfactuals import keep_only
-from tumorlens.audit.regions import Regions
+from tumorlens.anatomy.regions import Regions
 
 WIDE_MARGIN = 0.15  # accuracy points above chance that make "beats chance" a shortcut flag
 ALPHA = 0.01

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, fields
 import cv2
 import numpy as np
 
+from tumorlens.anatomy.head import head_box
+
 
 @dataclass(frozen=True)
 class PreprocessRecipe:
@@ -62,7 +64,7 @@ class PreprocessRecipe:
         """(top, bottom, left, right) of a square box around the head, or None for the whole image."""
         if not self.crop_to_head:
             return None
-        return _head_box(image)
+        return head_box(image)
 
     def geometry(self, image: np.ndarray, box=None, nearest: bool = False) -> np.ndarray:
         """Crop (if enabled) and resize an image or mask to size x size."""
@@ -160,7 +162,7 @@ def head_rank(image01: np.ndarray) -> np.ndarray:
     without a head is ranked whole. scipy's rankdata does the ranking."""
     from scipy.stats import rankdata
 
-    from tumorlens.audit.regions import head_mask  # the audit's regions (being moved to tumorlens.anatomy)
+    from tumorlens.anatomy.regions import head_mask  # the audit's own head mask
 
     img = np.asarray(image01, dtype=np.float32)
     head = head_mask(img)
@@ -170,23 +172,3 @@ def head_rank(image01: np.ndarray) -> np.ndarray:
     values = img[head]
     out[head] = (rankdata(values, method="average") / len(values)).astype(np.float32)
     return out
-
-
-def _head_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
-    img = np.asarray(image, dtype=np.float32)
-    if img.max() <= img.min():
-        return None
-    u8 = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    _, binary = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary)
-    if n <= 1:
-        return None
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    x, y, w, h = stats[largest, :4]
-    side = int(max(w, h) * 1.05) + 2
-    cy, cx = y + h // 2, x + w // 2
-    H, W = img.shape
-    side = min(side, max(H, W))
-    t = int(np.clip(cy - side // 2, 0, max(H - side, 0)))
-    l = int(np.clip(cx - side // 2, 0, max(W - side, 0)))
-    return t, min(t + side, H), l, min(l + side, W)

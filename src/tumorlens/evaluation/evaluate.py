@@ -12,18 +12,9 @@ import pandas as pd
 from tumorlens.data.sample import SampleSet
 from tumorlens.evaluation.figures import confusion_matrix_figure, reliability_figure
 from tumorlens.evaluation.inference import calibrated, predict_logits, truth_indices
+from tumorlens.evaluation.leakage import leakage_free_mask
 from tumorlens.evaluation.metrics import classification_metrics
 from tumorlens.models.checkpoint import TumorModel
-
-
-def leakage_free_mask(samples: SampleSet, evaluated: SampleSet) -> np.ndarray | None:
-    """True for evaluated samples with no near twin in Training; None when there is no Training split."""
-    if not any(s.split == "Training" for s in samples.samples) or not any(s.split != "Training" for s in evaluated.samples):
-        return None
-    from tumorlens.data.checks import check_dataset, sample_key
-
-    twins = check_dataset(samples).near_twins_testing
-    return np.array([sample_key(s) not in twins for s in evaluated.samples])
 
 
 def evaluate(model: TumorModel, samples: SampleSet, out: Path, split: str | None = "auto", batch_size: int = 64) -> dict:

@@ -33,6 +33,9 @@ def calibrated(model: TumorModel, logits: np.ndarray, temperature: float | None 
 def truth_indices(model: TumorModel, samples: SampleSet) -> np.ndarray:
     """Labels as the model's class indices; a class the model does not know is a clear error."""
     index = {c: i for i, c in enumerate(model.classes)}
+    missing = sum(s.label is None for s in samples.samples)
+    if missing:
+        raise ValueError(f"{samples.root}: {missing} image(s) have no label; scoring a model needs labelled images")
     unknown = sorted({s.label for s in samples.samples if s.label not in index})
     if unknown:
         raise ValueError(

@@ -1,7 +1,7 @@
 """Where the explanation's attention falls: tumor-candidate areas, brain, skull and scalp,
 background; and a few plain sentences built only from those numbers (no outside service).
 
-The brain / skull / background split is the audit's own (tumorlens.audit.regions). Tumor
+The brain / skull / background split is the audit's own (tumorlens.anatomy.regions). Tumor
 candidates are a heuristic of this module: areas inside the brain much brighter than the rest
 of the brain (contrast-enhancing tumors are bright on T1 post-contrast, the modality of the
 training data). They are not a segmentation: bright vessels or fat can be candidates, and a
@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from tumorlens.audit.attention import analyse_attention
-from tumorlens.audit.regions import Regions, segment_regions
+from tumorlens.anatomy.regions import Regions, segment_regions
 
 # Chosen on 300 figshare slices with expert masks (160 px), from thresholds 1.5-3 sigma, with and
 # without smoothing and rim erosion: this variant covered the most tumor. It remains weak (there:

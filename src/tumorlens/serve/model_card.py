@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from tumorlens.models.checkpoint import TumorModel
+from tumorlens.serialization import jsonable
 
 
 def find_card(model_path: Path, explicit: Path | None = None) -> Path | None:
@@ -14,21 +14,6 @@ def find_card(model_path: Path, explicit: Path | None = None) -> Path | None:
         if candidate is not None and Path(candidate).is_file():
             return Path(candidate)
     return None
-
-
-def jsonable(value):
-    """Checkpoint metadata as plain JSON (tuples to lists, NaN/inf to None)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    if hasattr(value, "tolist"):
-        return jsonable(value.tolist())
-    return str(value)
 
 
 def model_description(model: TumorModel, model_path: Path, card_path: Path | None) -> dict:

@@ -55,7 +55,7 @@ def prepare_per_image(samples: SampleSet, recipe: PreprocessRecipe, need_before_
     """One pass over the training images: [0, 1] images before the intensity step (if needed), the
     display images, and the audit's brain masks and background greys of the display images."""
     from tumorlens.audit.counterfactuals import background_value
-    from tumorlens.audit.regions import segment_regions
+    from tumorlens.anatomy.regions import segment_regions
 
     n, s = len(samples), recipe.size
     before = np.empty((n, s, s), np.float16) if need_before_intensity else None

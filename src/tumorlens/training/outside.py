@@ -1,7 +1,7 @@
 """Outside-brain randomisation: during training, what lies outside the brain (skull, scalp,
 background, framing, text) stops carrying the class, so the model has to read the brain.
 
-With probability p per image, the pixels outside the audit's brain region (tumorlens.audit.regions,
+With probability p per image, the pixels outside the audit's brain region (tumorlens.anatomy.regions,
 the regions the shortcut check blanks) are replaced by one of, drawn evenly:
 - "blank": the background grey (brain-only input, as the audit's brain-only version);
 - "swap": the outside of another training image (any class), whose own brain is blanked, so
