@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tumorlens.audit.invariance import decision_invariance, expected_agreement, permutation_pvalue
-from tumorlens.audit.regions import Regions
+from tumorlens.anatomy.regions import Regions
 from tumorlens.audit.silhouette import silhouette
 
 CLASSES = ["glioma", "meningioma", "notumor", "pituitary"]

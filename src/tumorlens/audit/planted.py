@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tumorlens.audit.regions import head_mask
+from tumorlens.anatomy.regions import head_mask
 from tumorlens.data.sample import Sample, SampleSet
 
 

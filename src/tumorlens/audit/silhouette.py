@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from tumorlens.audit.regions import Regions
+from tumorlens.anatomy.regions import Regions
 
 LINE_FRACTION = 1 / 80  # outline thickness as a fraction of the image side (2 px at 160-224 px)
 
