@@ -5,11 +5,13 @@ Measures, each command in its own process under `/usr/bin/time -v` (peak residen
   Kaggle image in four orientations: as stored, mirrored, flipped, mirrored and flipped; same
   layout, sizes and JPEG coding, no two copies near twins of each other);
 - `tumorlens audit` on the Kaggle set with the default model;
+- `tumorlens data check` on BraTS-sized NIfTI volumes (make-volumes), which did not fit in memory before;
 each with tumorlens' memory setting and with glibc's defaults (TUMORLENS_MALLOC=system).
 
 usage:
   .venv/bin/python benchmarks/bench_data_memory.py make-4x /tmp/kaggle4x   # once, about 2 min
-  .venv/bin/python benchmarks/bench_data_memory.py run --big /tmp/kaggle4x [--skip-audit] [--no-write]
+  .venv/bin/python benchmarks/bench_data_memory.py make-volumes /tmp/volumes --n 40   # once
+  .venv/bin/python benchmarks/bench_data_memory.py run --big /tmp/kaggle4x [--jobs check,big,audit] [--no-write]
 """
 
 from __future__ import annotations
@@ -57,6 +59,24 @@ def make_4x(dest: Path) -> None:
         list(tqdm(pool.map(one, files), total=len(files), desc="writing the 4x set", unit="file"))
 
 
+def make_volumes(dest: Path, n: int) -> None:
+    """n BraTS-sized NIfTI volumes (240 x 240 x 155 float32, 34 MB each before gzip) in two class folders."""
+    import nibabel as nib
+    import numpy as np
+    from tqdm import tqdm
+
+    rng = np.random.default_rng(0)
+    zz, yy, xx = np.mgrid[-1:1:155j, -1:1:240j, -1:1:240j].astype(np.float32)
+    head = ((xx / 0.8) ** 2 + (yy / 0.9) ** 2 + (zz / 0.95) ** 2 < 1).transpose(2, 1, 0)
+    for i in tqdm(range(n), desc="writing volumes", unit="volume"):
+        out = dest / ("glioma" if i % 2 else "notumor") / f"case{i:03d}.nii.gz"
+        if out.exists():
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        vol = (head * rng.normal(400, 60, head.shape)).astype(np.float32)
+        nib.save(nib.Nifti1Image(vol, np.eye(4)), out)
+
+
 def peak_rss(cmd: list[str], env: dict) -> tuple[float, float, float]:
     """(peak RSS in MB, wall seconds, CPU seconds) of one command under /usr/bin/time -v."""
     t0 = time.perf_counter()
@@ -69,27 +89,46 @@ def peak_rss(cmd: list[str], env: dict) -> tuple[float, float, float]:
     return int(m.group(1)) / 1024, wall, cpu
 
 
+def _commit() -> str:
+    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip() or "unknown"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
     mk = sub.add_parser("make-4x")
     mk.add_argument("dest", type=Path)
+    mv = sub.add_parser("make-volumes")
+    mv.add_argument("dest", type=Path)
+    mv.add_argument("--n", type=int, default=40)
     run = sub.add_parser("run")
     run.add_argument("--big", type=Path, required=True, help="the set made by make-4x")
-    run.add_argument("--skip-audit", action="store_true")
+    run.add_argument("--jobs", default="check,big,audit",
+                     help="which of: check (Kaggle), big (the 4x set), audit, volumes (data check on --volumes)")
+    run.add_argument("--volumes", type=Path, help="the set made by make-volumes")
     run.add_argument("--modes", default="tumorlens,system")
     run.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
     if a.cmd == "make-4x":
         make_4x(a.dest)
         return
+    if a.cmd == "make-volumes":
+        make_volumes(a.dest, a.n)
+        return
 
     exe = str(Path(sys.executable).with_name("tumorlens"))
     n_big = sum(1 for p in a.big.rglob("*.jpg"))
-    jobs = [("data check, Kaggle (7,019 files)", [exe, "data", "check", str(KAGGLE), "--json"]),
-            (f"data check, 4x synthetic ({n_big:,} files)", [exe, "data", "check", str(a.big), "--json"])]
-    if not a.skip_audit:
-        jobs.append(("audit, Kaggle, default model", [exe, "audit", "--data", str(KAGGLE), "--out", "{tmp}/audit"]))
+    model = ROOT / "src" / "tumorlens" / "assets" / "default_model.pt"
+    every = {"check": ("data check, Kaggle (7,019 files)", [exe, "data", "check", str(KAGGLE), "--json"]),
+             "big": (f"data check, 4x synthetic ({n_big:,} files)", [exe, "data", "check", str(a.big), "--json"]),
+             "audit": ("audit, Kaggle, default model", [exe, "audit", "--data", str(KAGGLE), "--model", str(model),
+                                                         "--out", "{tmp}/audit"])}
+    if a.volumes is not None:
+        n_vol = sum(1 for _ in a.volumes.rglob("*.nii.gz"))
+        every["volumes"] = (f"data check, {n_vol} NIfTI volumes 240x240x155 ({n_vol * 155:,} slices)",
+                            [exe, "data", "check", str(a.volumes), "--json"])
+    jobs = [every[j] for j in a.jobs.split(",")]
     rows = []
     load0 = os.getloadavg()[0]
     for mode in a.modes.split(","):
@@ -110,12 +149,13 @@ def main() -> None:
     table = ["| command | allocation | peak RSS MB | wall s | CPU s |", "|---|---|---:|---:|---:|"]
     table += [f"| {lab} | {'tumorlens' if m == 'tumorlens' else 'glibc default'} | {r:,.0f} | {w:.1f} | {c:.1f} |"
               for lab, m, r, w, c in rows]
-    body = (f"Command: `.venv/bin/python benchmarks/bench_data_memory.py run --big {a.big}` ({stamp}; "
+    body = (f"Command: `.venv/bin/python benchmarks/bench_data_memory.py run --big {a.big} --jobs {a.jobs} "
+            f"--modes {a.modes}` (main at {_commit()}, {stamp}; "
             f"1-min load average {load0:.2f} before, {load1:.2f} after). Each command in its own process under "
             "`/usr/bin/time -v`; `tumorlens` = freed memory kept for reuse (memory.py, the default), `glibc default` = "
             "`TUMORLENS_MALLOC=system`. The 4x set: `bench_data_memory.py make-4x` (every Kaggle image in four "
             "orientations, same layout).\n\n" + "\n".join(table))
-    write_section(SECTION, body)
+    write_section(f"{SECTION} ({'audit' if a.jobs == 'audit' else a.jobs.replace(',', ', ')})", body)
 
 
 if __name__ == "__main__":

@@ -83,11 +83,11 @@ class SliceCache:
                     return _pick(got, ref)
             try:
                 slices = _read_file(ref)
+                self._put(key, slices)  # before the lock goes: a later reader finds the entry
+                self.misses += 1
             finally:
                 with self._lock:
                     self._loading.pop(key, None)
-            self._put(key, slices)
-            self.misses += 1
             return _pick(slices, ref)
 
     def _put(self, key: tuple, slices: list[Slice]) -> None:
