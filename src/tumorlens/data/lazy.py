@@ -6,8 +6,8 @@ A Sample now holds a SliceRef and reads its pixels when `sample.image` is first 
 decoded file stays in this cache (least recently used first out) until the byte budget is used.
 A whole file is one entry, so the 155 slices of a volume cost one decode, not 155.
 
-Budget: TUMORLENS_CACHE_MB (default 256). One entry is always kept even if larger than the budget
-(a volume bigger than the budget would otherwise be decoded again for every slice).
+Budget: TUMORLENS_CACHE_MB (default 256, of which 2-D files use at most 32). One volume is always
+kept even if larger than the budget (it would otherwise be decoded again for every slice).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from tumorlens.data.errors import UnreadableFile
 from tumorlens.data.readers import READERS, Slice
 
 DEFAULT_CACHE_MB = 256
+DEFAULT_SINGLE_MB = 32  # of which files of one slice may use this much (see SliceCache)
 
 
 @dataclass(frozen=True)
@@ -55,31 +56,44 @@ def _read_file(ref: SliceRef) -> list[Slice]:
 
 
 class SliceCache:
-    """Thread-safe LRU of decoded files by bytes; concurrent readers of one file wait for one decode."""
+    """Thread-safe LRU of decoded files by bytes; concurrent readers of one file wait for one decode.
 
-    def __init__(self, max_bytes: int):
+    Files of one slice (every 2-D image) get a small share of the budget (max_single_bytes): a
+    stage that reads a dataset once gains nothing from keeping them, and the few re-reads that
+    happen (image, then its mask, then the image again) are of the most recent files. Volumes and
+    multi-frame files, whose slices are asked for one by one, get the rest.
+    """
+
+    def __init__(self, max_bytes: int, max_single_bytes: int | None = None):
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple, list[Slice]] = OrderedDict()
-        self._bytes = 0
+        self.max_single_bytes = min(max_bytes, DEFAULT_SINGLE_MB * 1024 * 1024) if max_single_bytes is None \
+            else max_single_bytes
+        self._entries: dict[bool, OrderedDict[tuple, list[Slice]]] = {True: OrderedDict(), False: OrderedDict()}
+        self._bytes = {True: 0, False: 0}
         self._lock = threading.Lock()
         self._loading: dict[tuple, threading.Lock] = {}
         self.hits = self.misses = 0
 
+    def _lookup(self, key: tuple) -> list[Slice] | None:
+        for entries in self._entries.values():
+            got = entries.get(key)
+            if got is not None:
+                entries.move_to_end(key)
+                self.hits += 1
+                return got
+        return None
+
     def get(self, ref: SliceRef) -> Slice:
         key = ref.file_key
         with self._lock:
-            got = self._entries.get(key)
+            got = self._lookup(key)
             if got is not None:
-                self._entries.move_to_end(key)
-                self.hits += 1
                 return _pick(got, ref)
             file_lock = self._loading.setdefault(key, threading.Lock())
         with file_lock:
             with self._lock:  # another thread may have decoded it while we waited
-                got = self._entries.get(key)
+                got = self._lookup(key)
                 if got is not None:
-                    self._entries.move_to_end(key)
-                    self.hits += 1
                     return _pick(got, ref)
             try:
                 slices = _read_file(ref)
@@ -91,24 +105,28 @@ class SliceCache:
             return _pick(slices, ref)
 
     def _put(self, key: tuple, slices: list[Slice]) -> None:
+        single = len(slices) == 1
         size = sum(s.nbytes for s in slices)
+        budget = self.max_single_bytes if single else self.max_bytes - self.max_single_bytes
         with self._lock:
             if self.max_bytes <= 0:
                 return
-            self._entries[key] = slices
-            self._bytes += size
-            while self._bytes > self.max_bytes and len(self._entries) > 1:
-                _, old = self._entries.popitem(last=False)
-                self._bytes -= sum(s.nbytes for s in old)
+            entries = self._entries[single]
+            entries[key] = slices
+            self._bytes[single] += size
+            while self._bytes[single] > max(budget, 0) and len(entries) > 1:
+                _, old = entries.popitem(last=False)
+                self._bytes[single] -= sum(s.nbytes for s in old)
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
-            self._bytes = 0
+            for kind in (True, False):
+                self._entries[kind].clear()
+                self._bytes[kind] = 0
 
     @property
     def nbytes(self) -> int:
-        return self._bytes
+        return self._bytes[True] + self._bytes[False]
 
 
 def _pick(slices: list[Slice], ref: SliceRef) -> Slice:
