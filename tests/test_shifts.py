@@ -178,3 +178,13 @@ def test_parts_evaluated_with_their_start_equal_one_run_and_examples_are_kept(di
     direct = renormalize01(RECIPE, shift_by_name("gaussian noise")(many[64:], 64))[6]
     np.testing.assert_allclose(whole.kept[70]["gaussian noise"], direct, atol=1e-6)
     assert parts.model_passes == whole.model_passes == len(many) * 3
+
+
+def test_a_batch_gives_what_each_slice_gives_alone(displays):
+    # the stacked layout must never mix slices: every shift but the (position-seeded) noise
+    for s in standard_shifts():
+        if s.name == "gaussian noise":
+            continue
+        batch = s(displays[:4])
+        alone = np.stack([s(displays[i:i + 1])[0] for i in range(4)])
+        np.testing.assert_allclose(batch, alone, atol=2e-4, err_msg=s.name)
