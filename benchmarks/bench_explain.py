@@ -24,7 +24,9 @@ from unittest import mock
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import tumorlens  # noqa: E402,F401  (first: sets OMP_WAIT_POLICY=PASSIVE before torch loads)
+from tumorlens.runtime import configure_process  # noqa: E402
+
+configure_process()  # as the command line does: OMP_WAIT_POLICY=PASSIVE before torch loads, freed memory kept
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 

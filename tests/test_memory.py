@@ -12,8 +12,9 @@ import pytest
 # allocated and freed 16 times; prints the page faults of the last 6 rounds.
 SCRIPT = """
 import resource, torch
-import tumorlens
+from tumorlens.runtime import configure_process
 from tumorlens.memory import reuse_freed_memory
+configure_process()  # what the command line and the service do at start-up
 faults = []
 for _ in range(16):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -41,3 +42,14 @@ def test_a_freed_block_is_reused_without_new_page_faults():
     applied, faults = _run("system")  # the opt-out keeps glibc's behaviour, which faults every round
     assert applied == "False"
     assert faults > 30_000
+
+
+def test_import_tumorlens_changes_nothing_in_the_process():
+    """A library user's process keeps its own OpenMP and malloc settings: importing tumorlens (and
+    its model code) sets neither; the command line's start-up does."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "TUMORLENS_MALLOC")}
+    code = ("import os, tumorlens, tumorlens.models.checkpoint, tumorlens.memory as m; "
+            "print(os.environ.get('OMP_WAIT_POLICY'), m._applied); import tumorlens.cli; "
+            "print(os.environ.get('OMP_WAIT_POLICY'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["None", "False", "PASSIVE"]

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import importlib
 
-import typer
+from tumorlens.runtime import configure_process
+
+configure_process()  # before any command module imports torch
+
+import typer  # noqa: E402
 
 app = typer.Typer(
     no_args_is_help=True,

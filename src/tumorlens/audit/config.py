@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tumorlens.errors import TumorlensError
+
 PRIMARY_METHOD = "gradcam"  # the per-image analysis (gradcam_analysis.csv) is Grad-CAM's
 DEFAULT_METHODS = ("gradcam", "gradcam++", "saliency", "random")
 
 
-class AuditError(ValueError):
+class AuditError(TumorlensError):
     """The audit cannot run as asked (no images, labels the model does not know...)."""
 
 

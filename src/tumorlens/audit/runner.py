@@ -31,6 +31,7 @@ from tumorlens.audit.config import PRIMARY_METHOD, AuditConfig, AuditError
 from tumorlens.audit.counterfactuals import background_value
 from tumorlens.audit.forward import to_input
 from tumorlens.data.sample import SampleSet
+from tumorlens.evaluation.inference import truth_indices
 from tumorlens.serialization import jsonable
 from tumorlens.models.checkpoint import TumorModel
 
@@ -59,15 +60,6 @@ def select_images(samples: SampleSet, limit: int | None, seed: int) -> tuple[Sam
         idx = np.sort(np.random.default_rng(seed).permutation(len(chosen))[:limit])
         chosen = chosen.subset(idx)
     return chosen, audited_split
-
-
-def truth_indices(model: TumorModel, samples: SampleSet) -> np.ndarray:
-    from tumorlens.evaluation.inference import truth_indices as indices
-
-    try:
-        return indices(model, samples)
-    except ValueError as exc:  # labels the model does not know: the user's data, not a bug
-        raise AuditError(str(exc)) from None
 
 
 # -- the image pass -------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from tumorlens.data.sample import Sample, SampleSet
+from tumorlens.errors import TumorlensError
 
 DEFAULT_HAMMING = 2
 # Thresholds whose Testing->Training twin shares are always reported, to show how the figure moves.
@@ -248,9 +249,9 @@ def check_dataset(
     import time
 
     if not 0 <= hamming <= 64:
-        raise ValueError(f"hamming threshold must lie in 0..64, got {hamming}")
+        raise TumorlensError(f"hamming threshold must lie in 0..64, got {hamming}")
     if simulate_split not in (None, "slice", "patient"):
-        raise ValueError(f"simulate_split must be 'slice' or 'patient', got {simulate_split!r}")
+        raise TumorlensError(f"simulate_split must be 'slice' or 'patient', got {simulate_split!r}")
     findings: list[str] = []
     seconds: dict[str, float] = {}
     # One streaming pass over the pixels (read, statistics, hash; nothing kept but the numbers). A file

@@ -1,7 +1,9 @@
 """Errors a data source raises; the CLI turns them into a one-line message."""
 
+from tumorlens.errors import TumorlensError
 
-class DatasetError(ValueError):
+
+class DatasetError(TumorlensError):
     """A dataset cannot be used as given (empty, unlabeled, unknown layout). Names the path and what was expected."""
 
 

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from tumorlens.anatomy.head import head_box
+from tumorlens.errors import TumorlensError
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,13 @@ class PreprocessRecipe:
 
     def __post_init__(self) -> None:
         if self.intensity not in INTENSITY_METHODS:
-            raise ValueError(f"unknown intensity standardisation {self.intensity!r}; choose one of: {', '.join(INTENSITY_METHODS)}")
+            raise TumorlensError(f"unknown intensity standardisation {self.intensity!r}; choose one of: {', '.join(INTENSITY_METHODS)}")
         if self.size < 8:
-            raise ValueError(f"size must be at least 8 pixels, got {self.size}")
+            raise TumorlensError(f"size must be at least 8 pixels, got {self.size}")
         if not 0 <= self.clip_low < self.clip_high <= 100:
-            raise ValueError(f"need 0 <= clip_low < clip_high <= 100, got {self.clip_low}, {self.clip_high}")
+            raise TumorlensError(f"need 0 <= clip_low < clip_high <= 100, got {self.clip_low}, {self.clip_high}")
         if self.std <= 0:
-            raise ValueError(f"std must be positive, got {self.std}")
+            raise TumorlensError(f"std must be positive, got {self.std}")
 
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -56,7 +57,7 @@ class PreprocessRecipe:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown preprocessing fields: {sorted(unknown)}")
+            raise TumorlensError(f"unknown preprocessing fields: {sorted(unknown)}")
         return cls(**d)
 
     # -- steps ---------------------------------------------------------------------------------
@@ -132,7 +133,7 @@ class PreprocessRecipe:
         """Raw 2-D image -> float32 (size, size) model input."""
         image = np.asarray(image)
         if image.ndim != 2:
-            raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")
+            raise TumorlensError(f"expected a 2-D grayscale image, got shape {image.shape}")
         return self.normalize(self.display(image))
 
     def mask(self, mask: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:

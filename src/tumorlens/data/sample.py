@@ -17,6 +17,7 @@ import numpy as np
 
 from tumorlens.data.errors import UnreadableFile
 from tumorlens.data.lazy import SliceRef, read_slice
+from tumorlens.data.streaming import Chunk, iter_chunks  # noqa: F401 (Chunk re-exported)
 
 
 class Sample:
@@ -138,15 +139,6 @@ class SkippedFile:
 
 
 @dataclass
-class Chunk:
-    """Readable samples of one chunk: positions in the set, the samples, their images (same order)."""
-
-    indices: np.ndarray
-    samples: list[Sample]
-    images: list[np.ndarray]
-
-
-@dataclass
 class SampleSet:
     """Samples of one dataset, plus every file that could not be read and why.
 
@@ -188,8 +180,6 @@ class SampleSet:
         """The set's pixels chunk by chunk (read by threads, the next chunk while the caller works on
         this one); a sample that cannot be read is left out of its chunk and remembered (sample.error).
         Call drop_unreadable() afterwards to remove those samples and list them in skipped."""
-        from tumorlens.data.streaming import iter_chunks
-
         return iter_chunks(self.samples, size, workers=workers, progress=progress, desc=desc)
 
     def drop_unreadable(self) -> list[SkippedFile]:

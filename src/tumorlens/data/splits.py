@@ -17,6 +17,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train
 
 from tumorlens.data.errors import DatasetError
 from tumorlens.data.sample import SampleSet
+from tumorlens.errors import TumorlensError
 
 
 class PatientLeakageError(DatasetError):
@@ -42,7 +43,7 @@ def _patients(ds: SampleSet) -> np.ndarray:
 
 def _check_fraction(val_fraction: float) -> None:
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}")
+        raise TumorlensError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}")
 
 
 def stratified_split(ds: SampleSet, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

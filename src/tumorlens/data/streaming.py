@@ -10,15 +10,27 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterator, Sequence, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from tumorlens.data.errors import UnreadableFile
-from tumorlens.data.sample import Chunk, Sample
+
+if TYPE_CHECKING:
+    from tumorlens.data.sample import Sample
 
 T = TypeVar("T")
+
+
+@dataclass
+class Chunk:
+    """Readable samples of one chunk: positions in the set, the samples, their images (same order)."""
+
+    indices: np.ndarray
+    samples: list[Sample]
+    images: list[np.ndarray]
 
 
 def _image_or_none(s: Sample) -> np.ndarray | None:

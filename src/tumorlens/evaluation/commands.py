@@ -25,11 +25,11 @@ def register(app: typer.Typer) -> None:
         from tumorlens.data.sources import open_dataset
         from tumorlens.evaluation.evaluate import evaluate as run_evaluate
         from tumorlens.models.checkpoint import load_model
-        from tumorlens.training.commands import _parse_class_map
+        from tumorlens.data.sources import parse_class_map
 
         with exit_on_user_error():
             tm = load_model(model)
-            samples = open_dataset(data, class_map=_parse_class_map(class_map) or None)
+            samples = open_dataset(data, class_map=parse_class_map(class_map) or None)
             result = run_evaluate(tm, samples, out, split=None if split == "all" else split, batch_size=batch_size)
         _print_summary(result)
         typer.echo(f"wrote {out}/metrics.json, predictions.csv, confusion_matrix.png, reliability.png")

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from tumorlens.data.sample import SampleSet
+from tumorlens.errors import TumorlensError
 from tumorlens.evaluation.figures import confusion_matrix_figure, reliability_figure
 from tumorlens.evaluation.inference import calibrated, predict_logits, truth_indices
 from tumorlens.evaluation.leakage import leakage_free_mask
@@ -67,5 +68,5 @@ def _choose_split(samples: SampleSet, split: str | None) -> SampleSet:
     if split is None:
         return samples
     if split not in splits:
-        raise ValueError(f"{samples.root} has no split {split!r}; it has {splits or 'no splits'}")
+        raise TumorlensError(f"{samples.root} has no split {split!r}; it has {splits or 'no splits'}")
     return samples.by_split(split)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from tumorlens.data.sample import SampleSet
+from tumorlens.errors import TumorlensError
 from tumorlens.models.checkpoint import TumorModel
+from tumorlens.models.softmax import temperature_softmax
 
 
 def predict_logits(model: TumorModel, samples: SampleSet, batch_size: int = 64, desc: str = "predicting") -> np.ndarray:
@@ -27,7 +28,7 @@ def predict_logits(model: TumorModel, samples: SampleSet, batch_size: int = 64, 
 def calibrated(model: TumorModel, logits: np.ndarray, temperature: float | None = None) -> np.ndarray:
     """Softmax of logits / T, with the model's fitted temperature unless one is given."""
     t = model.temperature if temperature is None else temperature
-    return torch.softmax(torch.from_numpy(logits) / t, dim=1).numpy()
+    return temperature_softmax(logits, t)
 
 
 def truth_indices(model: TumorModel, samples: SampleSet) -> np.ndarray:
@@ -35,10 +36,10 @@ def truth_indices(model: TumorModel, samples: SampleSet) -> np.ndarray:
     index = {c: i for i, c in enumerate(model.classes)}
     missing = sum(s.label is None for s in samples.samples)
     if missing:
-        raise ValueError(f"{samples.root}: {missing} image(s) have no label; scoring a model needs labelled images")
+        raise TumorlensError(f"{samples.root}: {missing} image(s) have no label; scoring a model needs labelled images")
     unknown = sorted({s.label for s in samples.samples if s.label not in index})
     if unknown:
-        raise ValueError(
+        raise TumorlensError(
             f"dataset classes {unknown} are not classes of this model ({model.classes}); use --class-map to rename them"
         )
     return np.array([index[s.label] for s in samples.samples], dtype=np.int64)

@@ -7,8 +7,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from tumorlens.errors import TumorlensError
 
-class ExplainError(ValueError):
+
+class ExplainError(TumorlensError):
     """Bad input to an explainer (method, layer, image shape, target, parameter); the message says
     what was given and what was expected."""
 

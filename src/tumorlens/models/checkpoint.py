@@ -15,13 +15,15 @@ import torch
 from torch import nn
 
 from tumorlens.data.preprocess import PreprocessRecipe
+from tumorlens.errors import TumorlensError
 from tumorlens.models.registry import build_model
+from tumorlens.models.softmax import temperature_softmax
 
 FORMAT = "tumorlens-checkpoint"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(TumorlensError):
     """A file that is not a usable tumorlens checkpoint; the message says why."""
 
 
@@ -55,7 +57,7 @@ class TumorModel:
     def probabilities(self, x: torch.Tensor, batch_size: int = 64, calibrated: bool = True) -> np.ndarray:
         """Class probabilities for preprocessed input; temperature-scaled unless calibrated=False."""
         t = self.temperature if calibrated else 1.0
-        return torch.softmax(self.logits(x, batch_size) / t, dim=1).numpy()
+        return temperature_softmax(self.logits(x, batch_size), t)
 
     def predict_images(self, images: Sequence[np.ndarray], batch_size: int = 64) -> np.ndarray:
         """Raw 2-D images -> calibrated probabilities (N, C)."""

@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tumorlens.models.errors import PretrainedWeightsError
+
 IMAGENET = "imagenet"
 
 
@@ -34,8 +36,6 @@ def imagenet_weights_path(arch_name: str) -> Path:
 
 
 def _error(msg: str) -> Exception:
-    from tumorlens.models.registry import PretrainedWeightsError
-
     return PretrainedWeightsError(msg)
 
 

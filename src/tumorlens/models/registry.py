@@ -13,6 +13,8 @@ from typing import Callable
 
 from torch import nn
 
+from tumorlens.models.errors import PretrainedWeightsError, UnknownArchitecture  # noqa: F401 (re-exported)
+
 
 class SimpleCNN(nn.Module):
     """The compact baseline: three conv blocks, dropout, a linear classifier."""
@@ -100,12 +102,6 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
-class UnknownArchitecture(ValueError):
-    pass
-
-
-class PretrainedWeightsError(ValueError):
-    pass
 
 
 def architecture(name: str) -> Architecture:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from tumorlens.models.checkpoint import TumorModel
+from tumorlens.models.softmax import temperature_softmax
 
 # CAM methods whose explainer makes exactly one forward pass over the images it explains: its
 # logits are the prediction, so no separate inference pass is needed (checked per call: if the
@@ -41,7 +42,7 @@ class Replica:
     def probabilities(self, x: torch.Tensor, batch_size: int = 64) -> np.ndarray:
         """As TumorModel.probabilities: temperature-scaled softmax, in chunks of batch_size."""
         out = torch.cat([self.logits(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
-        return torch.softmax(out.float() / self.model.temperature, dim=1).numpy()
+        return temperature_softmax(out, self.model.temperature)
 
 
 @dataclass
@@ -185,7 +186,7 @@ def _explain(model: TumorModel, method: str, by_top: bool, jobs: list[Job]) -> N
     if one_pass:
         logits = torch.cat(captured) if captured else torch.empty(0)
         if logits.shape[:1] == (len(x),):
-            probs = torch.softmax(logits.float() / model.temperature, dim=1).numpy()
+            probs = temperature_softmax(logits, model.temperature)
         else:  # the explainer did not make exactly one pass: ask the model directly
             probs = model.probabilities(x)
         _split(jobs, probs, "probabilities")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tumorlens.errors import TumorlensError
+
 # Explainers fast enough to answer a web request on a CPU; LIME, KernelSHAP and occlusion need
 # hundreds of forward passes per image and would let one request occupy the model for seconds.
 FAST_METHODS = ("gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "scorecam", "saliency", "ig",
@@ -40,17 +42,17 @@ class ServeSettings:
 
     def __post_init__(self) -> None:
         if self.max_upload_mb <= 0:
-            raise ValueError(f"max_upload_mb must be positive, got {self.max_upload_mb}")
+            raise TumorlensError(f"max_upload_mb must be positive, got {self.max_upload_mb}")
         if not 0 < self.low_confidence < 1:
-            raise ValueError(f"low_confidence must lie in (0, 1), got {self.low_confidence}")
+            raise TumorlensError(f"low_confidence must lie in (0, 1), got {self.low_confidence}")
         if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, got {self.workers}")
+            raise TumorlensError(f"workers must be at least 1, got {self.workers}")
         if self.max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
+            raise TumorlensError(f"max_batch must be at least 1, got {self.max_batch}")
         if self.batch_wait_ms < 0:
-            raise ValueError(f"batch_wait_ms must not be negative, got {self.batch_wait_ms}")
+            raise TumorlensError(f"batch_wait_ms must not be negative, got {self.batch_wait_ms}")
         if not self.explain_methods:
-            raise ValueError("explain_methods must name at least one method")
+            raise TumorlensError("explain_methods must name at least one method")
 
     @property
     def max_upload_bytes(self) -> int:

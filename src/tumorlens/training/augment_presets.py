@@ -3,6 +3,8 @@ importing torch at start-up."""
 
 from __future__ import annotations
 
+from tumorlens.errors import TumorlensError
+
 # name -> what it does; the CLI help and the model card read these, so they are said once, here.
 AUGMENT_PRESETS = {
     "none": "no augmentation",
@@ -23,5 +25,5 @@ def augment_preset(name: str | bool) -> str:
     if isinstance(name, bool):
         return "mri" if name else "none"
     if name not in AUGMENT_PRESETS:
-        raise ValueError(f"unknown augmentation {name!r}; choose one of: {', '.join(AUGMENT_PRESETS)}")
+        raise TumorlensError(f"unknown augmentation {name!r}; choose one of: {', '.join(AUGMENT_PRESETS)}")
     return name

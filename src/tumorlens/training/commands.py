@@ -13,15 +13,6 @@ from tumorlens.training.augment_presets import AUGMENT_PRESETS
 from tumorlens.training.outside import OUTSIDE_MODES
 
 
-def _parse_class_map(text: str | None) -> dict[str, str]:
-    if not text:
-        return {}
-    pairs = [p.split("=", 1) for p in text.split(",") if p.strip()]
-    if any(len(p) != 2 for p in pairs):
-        raise typer.BadParameter("class map must look like 'folder=class,folder2=class2'")
-    return {a.strip(): b.strip() for a, b in pairs}
-
-
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
@@ -59,8 +50,11 @@ def register(app: typer.Typer) -> None:
         class_map: Optional[str] = typer.Option(None, "--class-map", help="rename classes: folder=class,..."),
     ) -> None:
         """Train a classifier; writes OUT/model.pt (weights, recipe, classes, provenance, metrics)."""
+        from tumorlens.data.sources import parse_class_map
         from tumorlens.training.trainer import TrainConfig, train as run_train
 
+        with exit_on_user_error():
+            class_map_dict = parse_class_map(class_map)
         config = TrainConfig(
             data=str(data), out=str(out), model=model, pretrained=pretrained, size=size, crop_to_head=crop_to_head,
             clip_low=clip_low, clip_high=clip_high, intensity=intensity, outside_brain=outside_brain, outside_p=outside_p,
@@ -68,7 +62,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer, loss=loss,
             class_weights=class_weights, weighted_sampling=weighted_sampling, label_smoothing=label_smoothing,
             augment=augment, patience=patience, seed=seed, split_seed=split_seed, devices=int(devices) if devices.isdigit() else devices,
-            num_nodes=num_nodes, resume=str(resume) if resume else None, class_map=_parse_class_map(class_map),
+            num_nodes=num_nodes, resume=str(resume) if resume else None, class_map=class_map_dict,
         )
         with exit_on_user_error():
             result = run_train(config)

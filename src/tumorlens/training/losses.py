@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
+from tumorlens.errors import TumorlensError
+
 
 def balanced_class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     """Inverse-frequency weights (sklearn's 'balanced'); a class absent from training gets weight 1."""
@@ -41,4 +43,4 @@ def make_loss(kind: str, class_weights: torch.Tensor | None, label_smoothing: fl
         return nn.CrossEntropyLoss(weight=class_weights, label_smoothing=label_smoothing)
     if kind == "focal":
         return FocalLoss(gamma=gamma, weight=class_weights, label_smoothing=label_smoothing)
-    raise ValueError(f"unknown loss {kind!r}; choose 'ce' or 'focal'")
+    raise TumorlensError(f"unknown loss {kind!r}; choose 'ce' or 'focal'")

@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from tumorlens.errors import TumorlensError
+
 
 class Classifier(L.LightningModule):
     def __init__(
@@ -59,7 +61,7 @@ class Classifier(L.LightningModule):
     def configure_optimizers(self):
         opt_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}.get(self.optimizer_name)
         if opt_cls is None:
-            raise ValueError(f"unknown optimizer {self.optimizer_name!r}; choose adamw or adam")
+            raise TumorlensError(f"unknown optimizer {self.optimizer_name!r}; choose adamw or adam")
         opt = opt_cls(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         # +1: OneCycleLR refuses to step past its total, and a resumed run may count one more.
         total = max(int(self.trainer.estimated_stepping_batches), 1) + 1
@@ -74,7 +76,7 @@ def _refuse_a_different_schedule(resume_path: str | None, saved_total: int | Non
     """A resumed run keeps the interrupted run's schedule: one-cycle cannot be stretched midway, and
     torch would only fail when the old schedule runs out, epochs later."""
     if resume_path and saved_total is not None and saved_total != total_steps:
-        raise ValueError(
+        raise TumorlensError(
             f"{resume_path} comes from a run of {saved_total - 1} training steps, this one would take {total_steps - 1}: "
             "--resume continues an interrupted run, so give it the same data, --epochs, --max-steps and --batch-size"
         )

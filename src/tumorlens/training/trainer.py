@@ -18,10 +18,12 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 import tumorlens
 from tumorlens.data.preprocess import PreprocessRecipe
 from tumorlens.data.sample import SampleSet
+from tumorlens.errors import TumorlensError
 from tumorlens.evaluation.calibration import fit_temperature
 from tumorlens.evaluation.metrics import classification_metrics
 from tumorlens.models.checkpoint import save_checkpoint
 from tumorlens.models.registry import build_model
+from tumorlens.models.softmax import temperature_softmax
 from tumorlens.training.acquisition import Acquisition
 from tumorlens.training.augment import augment_preset, make_augment
 from tumorlens.training.augment_presets import PER_IMAGE_PRESETS
@@ -89,7 +91,7 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     augment_preset(config.augment)  # an unknown name fails before any data is read
     check_outside_mode(config.outside_brain)
     if not 0 <= config.outside_p <= 1:
-        raise ValueError(f"--outside-p must lie in [0, 1], got {config.outside_p}")
+        raise TumorlensError(f"--outside-p must lie in [0, 1], got {config.outside_p}")
     # so does a missing or damaged --resume file; its schedule length is checked once the run's is known
     resumed_total_steps = _resume_schedule_length(config.resume) if config.resume else None
     L.seed_everything(config.seed, workers=True)
@@ -101,12 +103,12 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     if config.split is not None:
         available = sorted({s.split for s in samples.samples if s.split})
         if config.split not in available:
-            raise ValueError(f"{config.data} has no split {config.split!r}; it has {available or 'no splits'}")
+            raise TumorlensError(f"{config.data} has no split {config.split!r}; it has {available or 'no splits'}")
         samples = samples.by_split(config.split)
     if len(samples) == 0:
-        raise ValueError(f"no labelled samples to train on in {config.data}")
+        raise TumorlensError(f"no labelled samples to train on in {config.data}")
     if any(s.label is None for s in samples.samples):
-        raise ValueError(f"{config.data}: every training sample needs a label (class folder or metadata)")
+        raise TumorlensError(f"{config.data}: every training sample needs a label (class folder or metadata)")
 
     split_seed = config.seed if config.split_seed is None else config.split_seed
     if samples.has_patients():
@@ -184,10 +186,10 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     with torch.inference_mode():
         val_logits = torch.cat([net(x) for x, _ in DataLoader(val_ds, batch_size=128)]).numpy()
     temperature = fit_temperature(val_logits, y_val)
-    val_probs = torch.softmax(torch.from_numpy(val_logits) / temperature, dim=1).numpy()
+    val_probs = temperature_softmax(val_logits, temperature)
     val_metrics = classification_metrics(y_val, val_probs, classes)
     val_metrics["ece_uncalibrated"] = classification_metrics(
-        y_val, torch.softmax(torch.from_numpy(val_logits), dim=1).numpy(), classes
+        y_val, temperature_softmax(val_logits), classes
     )["ece"]
 
     seconds = time.time() - started
@@ -257,7 +259,7 @@ def _resume_schedule_length(path: str) -> int | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises several types for a damaged file
-        raise ValueError(f"cannot resume from {path}: not a readable checkpoint ({type(exc).__name__})") from None
+        raise TumorlensError(f"cannot resume from {path}: not a readable checkpoint ({type(exc).__name__})") from None
     if not isinstance(state, dict) or "optimizer_states" not in state:
-        raise ValueError(f"cannot resume from {path}: not a training checkpoint (use OUT/lightning/last.ckpt)")
+        raise TumorlensError(f"cannot resume from {path}: not a training checkpoint (use OUT/lightning/last.ckpt)")
     return (state.get("lr_schedulers") or [{}])[0].get("total_steps")
