@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tumorlens.errors import TumorlensError
+
 SUMMARY = "summary.json"
 STATUS_RANK = {"pass": 0, "warn": 1, "fail": 2}
 # Differences smaller than this (in the figure's own unit: shares, AUCs, Delta-Drop) are "same".
 TOLERANCE = 0.005
 
 
-class CompareError(ValueError):
+class CompareError(TumorlensError):
     """An audit folder that cannot be compared; the message says why."""
 
 
