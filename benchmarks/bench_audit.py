@@ -25,29 +25,16 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-FIGSHARE = SHARED / "figshare-brain-tumor"
-KAGGLE = SHARED / "brain-tumor-mri"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results  # noqa: E402  (benchmarks/results.py: data paths, one RESULTS.md section per script)
+from results import FIGSHARE, KAGGLE, RESULTS  # noqa: E402
 SECTION = "bench_audit.py"
-# what the user set, read before tumorlens is imported (it sets OMP_WAIT_POLICY=PASSIVE as its default)
+# what the user set, read before the tumorlens command line starts (it sets OMP_WAIT_POLICY=PASSIVE as its default)
 USER_ENV = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS") if k in os.environ}
 
 
-# -- RESULTS.md: replace only our own section / subsection ----------------------------------------
 def write_subsection(name: str, body: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    head = f"## {SECTION}"
-    sec_re = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-    m = sec_re.search(text)
-    section = m.group(0) if m else f"{head}\n\n"
-    sub_re = re.compile(rf"^### {re.escape(name)}\n.*?(?=^### |\Z)", re.DOTALL | re.MULTILINE)
-    new_sub = f"### {name}\n\n{body.strip()}\n\n"
-    section = sub_re.sub(lambda _: new_sub, section) if sub_re.search(section) else section.rstrip() + "\n\n" + new_sub
-    if not section.endswith("\n\n"):
-        section = section.rstrip() + "\n\n"
-    text = sec_re.sub(lambda _: section, text) if m else text.rstrip() + "\n\n" + section
-    RESULTS.write_text(text)
+    results.write_subsection(SECTION, name, body)
 
 
 # -- regions --------------------------------------------------------------------------------------

@@ -32,9 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import results  # noqa: E402  (benchmarks/results.py: one RESULTS.md section per script)
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-KAGGLE = SHARED / "brain-tumor-mri"
-FIGSHARE = SHARED / "figshare-brain-tumor"
+from results import FIGSHARE, KAGGLE, SHARED_DATA as SHARED  # noqa: E402,F401
 SECTION = "bench_data_check.py"
 THRESHOLDS = (0, 2, 4, 6, 8)
 REPEATS = 3

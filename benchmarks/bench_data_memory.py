@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-KAGGLE = ROOT.parent / "shared" / "data" / "brain-tumor-mri"
+from results import KAGGLE  # noqa: E402
 SECTION = "bench_data_memory.py"
 VARIANTS = ("id", "mirror", "flip", "rot180")
 

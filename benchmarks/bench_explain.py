@@ -42,7 +42,7 @@ from tumorlens.explain.superpixels import slic_segments  # noqa: E402
 from tumorlens.models.checkpoint import TumorModel, load_model  # noqa: E402
 from tumorlens.models.registry import ARCHITECTURES, build_model  # noqa: E402
 
-KAGGLE_TESTING = Path(__file__).resolve().parents[2] / "shared" / "data" / "brain-tumor-mri" / "Testing"
+from results import KAGGLE_TESTING  # noqa: E402
 CLASSES = ["glioma", "meningioma", "notumor", "pituitary"]
 
 

@@ -20,7 +20,7 @@ from tumorlens.evaluation.inference import calibrated, predict_logits
 from tumorlens.models import load_model
 from results import write_section
 
-KAGGLE_TESTING = Path(__file__).resolve().parents[2] / "shared" / "data" / "brain-tumor-mri" / "Testing"
+from results import KAGGLE_TESTING  # noqa: E402
 
 
 def main() -> None:

@@ -31,9 +31,8 @@ import numpy as np
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-KAGGLE = SHARED / "brain-tumor-mri"
-FIGSHARE = SHARED / "figshare-brain-tumor"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import FIGSHARE, KAGGLE, SHARED_DATA as SHARED  # noqa: E402,F401
 
 
 def cpu_seconds(pid: int) -> float:

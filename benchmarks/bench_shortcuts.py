@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KAGGLE = ROOT.parent / "shared" / "data" / "brain-tumor-mri"
+from results import KAGGLE  # noqa: E402
 OUT = ROOT / "benchmarks" / "out" / "shortcuts"
 MARKED_CLASS = "meningioma"
 

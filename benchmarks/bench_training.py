@@ -31,7 +31,7 @@ from tumorlens.models import load_model
 from tumorlens.training.trainer import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+from results import SHARED_DATA as SHARED  # noqa: E402
 OUT = Path(__file__).resolve().parent / "out"
 MODELS = {  # name -> pretrained source
     "simple_cnn": None,

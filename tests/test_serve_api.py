@@ -266,15 +266,13 @@ def test_event_loop_answers_while_the_model_works(app, monkeypatch):
         async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=KEY) as c:
             slow_call = asyncio.create_task(c.post("/v1/predict", files={"file": ("x.png", png(head_slice()))}))
             await asyncio.sleep(0.2)
-            t0 = time.perf_counter()
             health = await c.get("/health")
-            health_s = time.perf_counter() - t0
             done_before = slow_call.done()
-            return (await slow_call).status_code, health.status_code, health_s, done_before
+            return (await slow_call).status_code, health.status_code, done_before
 
-    status, health_status, health_s, done_before = asyncio.run(scenario())
+    status, health_status, done_before = asyncio.run(scenario())
     assert status == 200 and health_status == 200
-    assert not done_before and health_s < 0.5
+    assert not done_before  # /health answered while the prediction was still running (no wall-clock limit)
 
 
 def test_each_network_serves_one_batch_at_a_time(app, monkeypatch):

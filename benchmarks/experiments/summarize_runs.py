@@ -2,7 +2,7 @@
 `## default model` section of RESULTS.md: Testing metrics with and without leaked twins, ECE,
 training time and recipe, for each run given.
 
-usage: .venv/bin/python benchmarks/summarize_runs.py RUN_DIR [RUN_DIR ...]
+usage: .venv/bin/python benchmarks/experiments/summarize_runs.py RUN_DIR [RUN_DIR ...]
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from results import write_section
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/results.py
+from results import write_section  # noqa: E402
 from tumorlens.models import load_model
 from tumorlens.training.augment import augment_preset
 
@@ -24,7 +25,7 @@ def main(runs: list[Path]) -> None:
         "plus the options in the recipe column (`--clip-low/--clip-high`, `--augment`, `--val-fraction`, "
         "`--no-class-weights`, `--label-smoothing`), then "
         "`tumorlens evaluate --model RUN/model.pt --data ../shared/data/brain-tumor-mri --out RUN/testing`; "
-        f"table by `.venv/bin/python benchmarks/summarize_runs.py {' '.join(str(r) for r in runs)}`.",
+        f"table by `.venv/bin/python benchmarks/experiments/summarize_runs.py {' '.join(str(r) for r in runs)}`.",
         "",
         "| run | recipe | size | epochs | train min | val macro-F1 | Testing acc | Testing macro-F1 | ECE | leakage-free acc | leakage-free macro-F1 | leakage-free ECE |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -7,26 +7,28 @@ fold's test patients:
 - slice accuracy, and patient accuracy (a patient's class = argmax of the mean over the patient's slices).
 Writes its section of RESULTS.md; the ensemble is an analysis of finished folds, not a product setting.
 
-usage: .venv/bin/python benchmarks/figshare_ensemble.py --tags _s224,_mri12,_lite2
+usage: .venv/bin/python benchmarks/experiments/figshare_ensemble.py --tags _s224,_mri12,_lite2
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from results import write_section
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/results.py
+from results import FIGSHARE, write_section  # noqa: E402
 from tumorlens.data.sources import open_dataset
 from tumorlens.data.splits import patient_kfold
 from tumorlens.evaluation.inference import truth_indices
 from tumorlens.models import load_model
 
-ROOT = Path(__file__).resolve().parent
-DATA = ROOT.parents[1] / "shared" / "data" / "figshare-brain-tumor"
+ROOT = Path(__file__).resolve().parents[1]  # benchmarks/
+DATA = FIGSHARE
 
 
 def fold_probabilities(model_path: Path, test) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -96,7 +98,7 @@ def main() -> None:
         return lines
 
     text = "\n".join(
-        [f"Command: `.venv/bin/python benchmarks/figshare_ensemble.py --tags {args.tags}` ({time.strftime('%Y-%m-%d')}).",
+        [f"Command: `.venv/bin/python benchmarks/experiments/figshare_ensemble.py --tags {args.tags}` ({time.strftime('%Y-%m-%d')}).",
          "Fold models of the CVs in benchmarks/out/figshare-fold{K}{TAG}; probabilities temperature-calibrated;",
          "'+ flips': mean with the left-right mirrored slice; 'all together': mean over every model and mirror.",
          "", "Slice accuracy:", "", *table(0), "",

@@ -4,13 +4,14 @@ same folds as bench_training.py figshare). Nothing of tumorlens's training is us
 (own loading, /255 scaling, a bare PyTorch loop; only the model comes from tumorlens's registry),
 so a gap between this and `tumorlens train` points at the recipe, not at the data. Used for the "training recipe probes" in RESULTS.md.
 
-usage: .venv/bin/python benchmarks/plain_finetune.py [--data kaggle|figshare] [--fold 0] [--size 160]
+usage: .venv/bin/python benchmarks/experiments/plain_finetune.py [--data kaggle|figshare] [--fold 0] [--size 160]
        [--epochs 4] [--holdout 0.1] [--scale 255|minmax] [--no-flip] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +20,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/results.py
+from results import SHARED_DATA as SHARED  # noqa: E402
+
 KAGGLE_CLASSES = ["glioma", "meningioma", "notumor", "pituitary"]
 
 
