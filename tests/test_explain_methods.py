@@ -120,22 +120,43 @@ def test_empty_batch_gives_empty_maps(nets):
     assert ex.heatmaps.shape == (0, 64, 64) and ex.targets.shape == (0,)
 
 
-def test_cam_objects_are_reused_and_do_not_keep_a_network_alive():
+def test_an_explained_network_is_not_kept_alive():
+    """CAM objects live for one call: nothing in the explain package holds the network afterwards."""
     import gc
     import weakref
 
-    from tumorlens.explain import cam as cam_module
-
     net = build_model("simple_cnn", 3).eval()
     x = _images(2)
-    explain((net, "simple_cnn"), x, "gradcam")
-    first = cam_module._cache[net][("features.2", "gradcam")]
-    explain((net, "simple_cnn"), x, "gradcam", targets=1)
-    assert cam_module._cache[net][("features.2", "gradcam")] is first  # built once per (net, layer, method)
+    for method in ("gradcam", "scorecam", "ig"):
+        explain((net, "simple_cnn"), x, method, **CHEAP.get(method, {}))
     ref = weakref.ref(net)
-    del net, first
+    del net
     gc.collect()
     assert ref() is None
+
+
+def test_multi_layer_cam_matches_the_library(nets):
+    """Several target layers (a method's own stages) give the stock library's multi-layer map, so
+    the graph rooted at the earlier layer still carries the gradients of the later one."""
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from tumorlens.explain import methods
+    from tumorlens.explain.cam import run_cam
+    from tumorlens.explain.model_access import ChannelsLast, explaining
+
+    net = nets["simple_cnn"]
+    x = _images(2)
+    names = ["features.1", "features.2"]
+    layers = [net.get_submodule(n) for n in names]
+    with explaining(net):
+        ours, _, _ = run_cam(ChannelsLast(net), names, layers, methods.REGISTRY["layercam"], x, np.array([1, 2]), 8, {})
+        with pgc.LayerCAM(model=ChannelsLast(net), target_layers=layers) as cam:
+            # frozen weights: the stock library needs an input that requires grad to build a graph
+            stock = cam(input_tensor=x.clone().requires_grad_(True), targets=[ClassifierOutputTarget(1), ClassifierOutputTarget(2)])
+    np.testing.assert_allclose(ours, stock, atol=1e-5)
+    single = explain((net, "simple_cnn"), x, "layercam", targets=[1, 2], layer=names[1]).heatmaps
+    assert np.abs(ours - single).mean() > 0.01  # the earlier layer does contribute
 
 
 def test_sampling_methods_repeat_with_a_seed(nets):

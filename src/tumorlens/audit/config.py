@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tumorlens.errors import TumorlensError
+from tumorlens.explain.methods import DEFAULT_METHOD
 
-PRIMARY_METHOD = "gradcam"  # the per-image analysis (gradcam_analysis.csv) is Grad-CAM's
+PRIMARY_METHOD = DEFAULT_METHOD  # the per-image analysis (gradcam_analysis.csv) is Grad-CAM's
 DEFAULT_METHODS = ("gradcam", "gradcam++", "saliency", "random")
 
 

@@ -31,8 +31,11 @@ def write_report(summary: dict, figures: Sequence[Figure], out: Path) -> Path:
     env = Environment(loader=PackageLoader("tumorlens.audit", "templates"), autoescape=select_autoescape(["html", "j2"]))
     env.filters["pct"] = lambda x, d=1: "n/a" if _missing(x) else f"{x:.{d}%}"
     env.filters["num"] = lambda x, d=2: "n/a" if _missing(x) else f"{x:.{d}f}"
+    from tumorlens.explain.methods import BASELINE_METHODS
+
     page = env.get_template("report.html.j2").render(s=summary, figs=figs, galleries=galleries,
-                                                     checks=_checks_view(summary.get("data_checks")))
+                                                     checks=_checks_view(summary.get("data_checks")),
+                                                     baselines=BASELINE_METHODS)
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

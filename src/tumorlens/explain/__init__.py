@@ -1,13 +1,28 @@
 """Explainers behind one call: `explain(model, images, method)` -> heatmaps (N, H, W) in [0, 1].
 
-Thin adapters over pytorch-grad-cam (CAM methods) and Captum (gradient and perturbation
-methods); the registry of methods and their parameters is in methods.py, pictures in overlays.py.
+Thin adapters over pytorch-grad-cam (CAM methods, cam.py) and Captum (gradient and perturbation
+methods, attribution.py). Each method is one `Method` object in the registry (methods.py): its
+library class, parameters, cost, and how the service and the figures treat it. Pictures are in
+overlays.py.
 """
 
-from tumorlens.explain.methods import CAM_METHODS, METHODS, SPECS, ExplainError, passes_per_image
+from tumorlens.explain.methods import (
+    BASELINE_METHODS,
+    CAM_METHODS,
+    DEFAULT_METHOD,
+    FAST_METHODS,
+    METHODS,
+    ONE_PASS_METHODS,
+    REGISTRY,
+    ExplainError,
+    Method,
+    gallery_order,
+    method_spec,
+    passes_per_image,
+)
 
 # Each method's parameters and their defaults (None: derived from the input, see methods.py).
-METHOD_PARAMS = {name: dict(spec.defaults) for name, spec in SPECS.items()}
+METHOD_PARAMS = {name: dict(m.defaults) for name, m in REGISTRY.items()}
 
 # explain() and the overlays are loaded on first use: the CLI imports this package to register its
 # command, and loading torch here made every `tumorlens` command (even `data check`) pay ~8 s CPU.
@@ -29,5 +44,6 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["explain", "Explanation", "METHODS", "CAM_METHODS", "METHOD_PARAMS", "ExplainError", "overlay",
-           "compare_figure", "passes_per_image"]
+__all__ = ["explain", "Explanation", "Method", "REGISTRY", "METHODS", "CAM_METHODS", "FAST_METHODS",
+           "ONE_PASS_METHODS", "BASELINE_METHODS", "DEFAULT_METHOD", "METHOD_PARAMS", "ExplainError", "method_spec",
+           "gallery_order", "overlay", "compare_figure", "passes_per_image"]

@@ -1,5 +1,9 @@
 """Adapter over Captum: Integrated Gradients, GradientSHAP, Occlusion, LIME and KernelSHAP over
-SLIC superpixels, and Saliency, batched so that every model pass sees about `batch_size` images."""
+SLIC superpixels, and Saliency, batched so that every model pass sees about `batch_size` images.
+
+Each method's runner (named by the registry, methods.py) has one signature:
+runner(wrapper, method, x, targets or None, batch_size, params, bar) -> (attributions (N,1,H,W),
+targets used); None means each image's predicted class."""
 
 from __future__ import annotations
 
@@ -10,20 +14,9 @@ import numpy as np
 import torch
 
 from tumorlens.explain.heatmaps import attribution_heatmaps
-from tumorlens.explain.methods import ExplainError, occlusion_geometry
+from tumorlens.explain.methods import ExplainError, Method, occlusion_geometry
 from tumorlens.explain.model_access import ChannelsLast
 from tumorlens.explain.superpixels import feature_mask
-
-# How each method's signed attributions become a heatmap (see heatmaps.attribution_heatmaps).
-_HEATMAP_STYLE = {
-    "ig": ("positive", "percentile"),
-    "gradshap": ("positive", "percentile"),
-    "saliency": ("absolute", "percentile"),
-    "occlusion": ("positive", "max"),
-    "lime": ("positive", "max"),
-    "kernelshap": ("positive", "max"),
-}
-
 
 def baseline_values(x: torch.Tensor, baseline) -> torch.Tensor:
     """(N, 1, 1, 1) reference value per image. "black": the image's minimum, i.e. black after the
@@ -64,25 +57,24 @@ class _MaxLogit(torch.nn.Module):
         return logits.gather(1, best[:, None])[:, 0]
 
 
-def run_captum(wrapper: ChannelsLast, method: str, x: torch.Tensor, targets: np.ndarray | None,
+def run_captum(wrapper: ChannelsLast, method: Method, x: torch.Tensor, targets: np.ndarray | None,
                batch_size: int, params: dict, bar=None):
     """-> (heatmaps (N,H,W) in [0,1], raw signed attributions (N,H,W), targets used)."""
+    runner = method.load()
     with warnings.catch_warnings():
         # Captum warns about choices made here on purpose (one LIME example per call, inputs that
         # did not require gradients before it set them).
         warnings.simplefilter("ignore", UserWarning)
-        if method == "saliency" and targets is None:
-            attr, targets = _saliency_of_prediction(wrapper, x, batch_size, bar)
-        else:
-            if targets is None:
-                targets = predict_classes(wrapper, x, batch_size)
-            runner = {"ig": _ig, "gradshap": _gradshap, "occlusion": _occlusion, "lime": _surrogate,
-                      "kernelshap": _surrogate, "saliency": _saliency}[method]
-            with _seeded(params.get("seed")):
-                attr = runner(wrapper, method, x, torch.as_tensor(targets), batch_size, params, bar)
+        with _seeded(params.get("seed")):
+            attr, targets = runner(wrapper, method, x, targets, batch_size, params, bar)
     raw = attr[:, 0].detach().float().numpy()
-    sign, scale = _HEATMAP_STYLE[method]
+    sign, scale = method.heatmap_style
     return attribution_heatmaps(raw, sign=sign, scale=scale), raw, np.asarray(targets, dtype=np.int64)
+
+
+def _targets(wrapper: ChannelsLast, x: torch.Tensor, targets, batch_size: int) -> torch.Tensor:
+    """The given targets, or each image's predicted class."""
+    return torch.as_tensor(predict_classes(wrapper, x, batch_size) if targets is None else targets)
 
 
 @contextlib.contextmanager
@@ -112,13 +104,14 @@ def _tick(bar, k: int) -> None:
         bar.update(k)
 
 
-def _ig(wrapper, method, x, targets, batch_size, params, bar):
+def integrated_gradients(wrapper, method, x, targets, batch_size, params, bar):
     from captum.attr import IntegratedGradients
 
-    ig = IntegratedGradients(wrapper)
     steps = int(params["steps"])
     if steps < 1:
-        raise ExplainError(f"ig steps must be at least 1; got {steps}")
+        raise ExplainError(f"{method.name} steps must be at least 1; got {steps}")
+    targets = _targets(wrapper, x, targets, batch_size)
+    ig = IntegratedGradients(wrapper)
     out = []
     for sl in _chunks(len(x), batch_size):
         chunk = x[sl]
@@ -127,15 +120,16 @@ def _ig(wrapper, method, x, targets, batch_size, params, bar):
         out.append(ig.attribute(chunk, baselines=base, target=targets[sl], n_steps=steps,
                                 internal_batch_size=max(batch_size, len(chunk))))
         _tick(bar, len(chunk))
-    return torch.cat(out)
+    return torch.cat(out), targets
 
 
-def _gradshap(wrapper, method, x, targets, batch_size, params, bar):
+def gradient_shap(wrapper, method, x, targets, batch_size, params, bar):
     from captum.attr import GradientShap
 
     samples = int(params["samples"])
     if samples < 1:
-        raise ExplainError(f"gradshap samples must be at least 1; got {samples}")
+        raise ExplainError(f"{method.name} samples must be at least 1; got {samples}")
+    targets = _targets(wrapper, x, targets, batch_size)
     gs = GradientShap(wrapper)
     # Captum sends chunk * samples noisy images through one pass: size the chunk to fill a batch.
     per_call = max(1, batch_size // samples)
@@ -146,14 +140,15 @@ def _gradshap(wrapper, method, x, targets, batch_size, params, bar):
         out.append(gs.attribute(chunk, baselines=pool, n_samples=samples, stdevs=float(params["stdev"]),
                                 target=targets[sl]))
         _tick(bar, len(chunk))
-    return torch.cat(out)
+    return torch.cat(out), targets
 
 
-def _occlusion(wrapper, method, x, targets, batch_size, params, bar):
+def occlusion(wrapper, method, x, targets, batch_size, params, bar):
     from captum.attr import Occlusion
 
     _, _, h, w = x.shape
     win, stride = occlusion_geometry(h, w, params["window"], params["stride"])
+    targets = _targets(wrapper, x, targets, batch_size)
     occ = Occlusion(wrapper)
     out = []
     for sl in _chunks(len(x), batch_size):
@@ -165,18 +160,17 @@ def _occlusion(wrapper, method, x, targets, batch_size, params, bar):
                                      baselines=baseline_values(chunk, params["baseline"]), target=targets[sl],
                                      perturbations_per_eval=ppe))
         _tick(bar, len(chunk))
-    return torch.cat(out)
+    return torch.cat(out), targets
 
 
-def _surrogate(wrapper, method, x, targets, batch_size, params, bar):
+def _surrogate(explainer_class, wrapper, method, x, targets, batch_size, params, bar):
     """LIME / KernelSHAP: Captum fits one surrogate per image, so images go one by one; the
     perturbed copies of each image are evaluated `batch_size` at a time (perturbations_per_eval)."""
-    from captum.attr import KernelShap, Lime
-
     samples = int(params["samples"])
     if samples < 2:
-        raise ExplainError(f"{method} samples must be at least 2; got {samples}")
-    explainer = Lime(wrapper) if method == "lime" else KernelShap(wrapper)
+        raise ExplainError(f"{method.name} samples must be at least 2; got {samples}")
+    targets = _targets(wrapper, x, targets, batch_size)
+    explainer = explainer_class(wrapper)
     out = []
     for i in range(len(x)):
         img = x[i : i + 1]
@@ -187,27 +181,38 @@ def _surrogate(wrapper, method, x, targets, batch_size, params, bar):
                                            n_samples=samples, perturbations_per_eval=batch_size,
                                            return_input_shape=True))
         _tick(bar, 1)
-    return torch.cat(out)
+    return torch.cat(out), targets
 
 
-def _saliency(wrapper, method, x, targets, batch_size, params, bar):
+def lime(wrapper, method, x, targets, batch_size, params, bar):
+    from captum.attr import Lime
+
+    return _surrogate(Lime, wrapper, method, x, targets, batch_size, params, bar)
+
+
+def kernel_shap(wrapper, method, x, targets, batch_size, params, bar):
+    from captum.attr import KernelShap
+
+    return _surrogate(KernelShap, wrapper, method, x, targets, batch_size, params, bar)
+
+
+def saliency(wrapper, method, x, targets, batch_size, params, bar):
+    """Absolute input gradient. Without targets, the gradient of the largest logit: the predicted
+    class's saliency from the same pass that finds the prediction."""
     from captum.attr import Saliency
 
+    if targets is None:
+        head = _MaxLogit(wrapper)
+        sal = Saliency(head)
+        out = []
+        for sl in _chunks(len(x), batch_size):
+            out.append(sal.attribute(x[sl], abs=True))
+            _tick(bar, sl.stop - sl.start)
+        return torch.cat(out), np.concatenate(head.picked)
     sal = Saliency(wrapper)
+    targets = torch.as_tensor(targets)
     out = []
     for sl in _chunks(len(x), batch_size):
         out.append(sal.attribute(x[sl], target=targets[sl], abs=True))
         _tick(bar, sl.stop - sl.start)
-    return torch.cat(out)
-
-
-def _saliency_of_prediction(wrapper, x, batch_size, bar):
-    from captum.attr import Saliency
-
-    head = _MaxLogit(wrapper)
-    sal = Saliency(head)
-    out = []
-    for sl in _chunks(len(x), batch_size):
-        out.append(sal.attribute(x[sl], abs=True))
-        _tick(bar, sl.stop - sl.start)
-    return torch.cat(out), np.concatenate(head.picked)
+    return torch.cat(out), targets

@@ -1,112 +1,33 @@
-"""Adapter over pytorch-grad-cam: Grad-CAM, Grad-CAM++, HiResCAM, Score-CAM, LayerCAM, EigenCAM and
-the random baseline, batched, with one CAM object per (network, layer, method).
+"""CAM methods over pytorch-grad-cam: Grad-CAM, Grad-CAM++, HiResCAM, LayerCAM, Score-CAM, EigenCAM
+and the random baseline, batched.
 
-Hooks live only for the duration of a call: a CAM object keeps its hooks on the network from
-construction on, and a hooked network would store every activation of every later forward pass
-(the service and the audit share the network with other code). So the cached object is un-hooked
-after construction and re-hooked around each call.
+Each method is a small subclass of the library's class that overrides one hook (`get_cam_image`
+or `get_cam_weights`), as the library's own eigen_cam.py does. The registry (methods.py) names
+the class of each method. A CAM object is built for one call inside `with`, so its hooks live
+only for that call and nothing is shared between threads: the service runs one model thread per
+network replica, and a hooked network would otherwise store every activation of every later
+forward pass. Building one costs microseconds beside the model pass.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-import types
-import weakref
-from typing import Iterator
-from unittest import mock
+import warnings
+from typing import Iterator, Sequence
 
 import numpy as np
+import pytorch_grad_cam as pgc
 import torch
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from tumorlens.explain.heatmaps import clean_cam
-from tumorlens.explain.methods import ExplainError
+from tumorlens.explain.methods import ExplainError, Method
 from tumorlens.explain.model_access import ChannelsLast
 
-_GRADIENT_FREE = {"eigencam", "scorecam"}
-# network -> {(layer name, method): CAM object}. Weak keys: the cache never keeps a network alive
-# (between calls a cached CAM object holds only its target layer, not the network).
-_cache: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-_cache_lock = threading.Lock()
-
-
-def _cam_class(method: str):
-    import pytorch_grad_cam as pgc
-
-    return {
-        "gradcam": pgc.GradCAM, "gradcam++": pgc.GradCAMPlusPlus, "hirescam": pgc.HiResCAM,
-        "scorecam": pgc.ScoreCAM, "layercam": pgc.LayerCAM, "eigencam": pgc.EigenCAM, "random": pgc.RandomCAM,
-    }[method]
-
-
-def cam_object(wrapper: ChannelsLast, layer_name: str, layer: nn.Module, method: str):
-    """The CAM object for this network, layer and method: built once, then reused."""
-    with _cache_lock:
-        per_net = _cache.setdefault(wrapper.net, {})
-        cam = per_net.get((layer_name, method))
-        if cam is None or cam.target_layers[0] is not layer:
-            cam = _cam_class(method)(model=wrapper, target_layers=[layer])
-            _detach(cam)
-            per_net[(layer_name, method)] = cam
-        return cam
-
-
-def _detach(cam) -> None:
-    """Remove the CAM object's hooks and its references to the network (until the next call)."""
-    cam.activations_and_grads.release()
-    cam.activations_and_grads.model = None
-    cam.model = None
-    cam.outputs = None  # the last batch's output and graph
-
-
-def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
-
-
-@contextlib.contextmanager
-def _hooked(cam, wrapper: ChannelsLast, layer: nn.Module, layer_name: str, needs_grad: bool) -> Iterator[None]:
-    from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
-
-    def check_and_root(module, inputs, output):
-        if not isinstance(output, torch.Tensor) or output.ndim != 4:
-            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-            raise ExplainError(f"layer {layer_name!r} outputs {shape}; CAM methods need a convolutional layer "
-                               f"with (N, C, h, w) output")
-        if needs_grad:
-            # Gradients are needed from this layer up only: start the graph here, so the backward
-            # pass stops at the layer instead of running down to the input. Same gradients, less work.
-            return output.detach().requires_grad_(True).clone()
-        return None
-
-    # Registered before the library's hooks, so theirs see the re-rooted tensor.
-    handle = layer.register_forward_hook(check_and_root)
-    cam.model = wrapper
-    cam.activations_and_grads = ActivationsAndGradients(wrapper, [layer], cam.reshape_transform, cam.detach)
-    try:
-        yield
-    finally:
-        handle.remove()
-        _detach(cam)
-
-
-@contextlib.contextmanager
-def _seeded(seed: int | None) -> Iterator[None]:
-    # RandomCAM draws from numpy's global generator; a seed makes the baseline repeatable.
-    if seed is None:
-        yield
-        return
-    state = np.random.get_state()
-    np.random.seed(int(seed))
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
-
-
-# Score-CAM opens a tqdm bar per image deep inside the library; explain has its own progress.
-_silent_tqdm = types.SimpleNamespace(tqdm=lambda iterable, *a, **k: iterable)
+__all__ = ["GradCAM", "GradCAMPlusPlus", "HiResCAM", "LayerCAM", "ScoreCAM", "EigenCAM", "RandomCAM",
+           "first_component_projection", "run_cam"]
 
 
 def first_component_projection(activation_batch: np.ndarray) -> np.ndarray:
@@ -143,38 +64,173 @@ def first_component_projection(activation_batch: np.ndarray) -> np.ndarray:
     return proj.reshape(n, *spatial).to(torch.float32).numpy()
 
 
-_PROJECTION_USERS = ("base_cam", "eigen_cam", "layer_cam", "hirescam")
+# -- the classes: one hook each ---------------------------------------------------------------------
+class _Scoped:
+    """What every CAM class here adds to the library's BaseCAM: the registry's parameters, and an
+    exit that releases the hooks without swallowing errors (BaseCAM.__exit__ prints and swallows an
+    IndexError, which would turn a failed explanation into a silent None)."""
+
+    def configure(self, params: dict, batch_size: int) -> None:
+        """Method parameters that the library reads from the object; most methods have none."""
+
+    def __exit__(self, exc_type, exc_value, exc_tb):
+        self.activations_and_grads.release()
+        return False
 
 
+class _ChannelWeighted(_Scoped):
+    """eigen_smooth through first_component_projection for the channel-weight methods (the
+    library's get_cam_image with the projection swapped; without eigen_smooth, the library's)."""
+
+    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads, eigen_smooth=False):
+        if not eigen_smooth:
+            return super().get_cam_image(input_tensor, target_layer, targets, activations, grads, False)
+        weights = self.get_cam_weights(input_tensor, target_layer, targets, activations, grads)
+        return first_component_projection(weights[:, :, None, None] * activations)
+
+
+class GradCAM(_ChannelWeighted, pgc.GradCAM):
+    """Grad-CAM: channels weighted by their mean gradient."""
+
+
+class GradCAMPlusPlus(_ChannelWeighted, pgc.GradCAMPlusPlus):
+    """Grad-CAM++: channels weighted by positive gradients with the paper's alpha coefficients."""
+
+
+class HiResCAM(_Scoped, pgc.HiResCAM):
+    """HiResCAM: element-wise gradient x activation (its faithfulness guarantee holds without
+    eigen_smooth only, as the library warns)."""
+
+    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads, eigen_smooth=False):
+        if not eigen_smooth:
+            return super().get_cam_image(input_tensor, target_layer, targets, activations, grads, False)
+        warnings.warn("HiResCAM's faithfulness guarantees do not hold if smoothing is applied", stacklevel=2)
+        return first_component_projection(grads * activations)
+
+
+class LayerCAM(_Scoped, pgc.LayerCAM):
+    """LayerCAM: element-wise positive gradient x activation."""
+
+    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads, eigen_smooth=False):
+        if not eigen_smooth:
+            return super().get_cam_image(input_tensor, target_layer, targets, activations, grads, False)
+        return first_component_projection(np.maximum(grads, 0) * activations)
+
+
+class EigenCAM(_Scoped, pgc.EigenCAM):
+    """EigenCAM: the layer's first principal component (first_component_projection)."""
+
+    def get_cam_image(self, input_tensor, target_layer, targets, activations, grads, eigen_smooth=False):
+        return first_component_projection(activations)
+
+
+class RandomCAM(_ChannelWeighted, pgc.RandomCAM):
+    """Random channel weights, uniform in [-1, 1]. With a seed they come from the object's own
+    generator (the same numbers as numpy's global generator seeded alike, which the library draws
+    from), so a seeded call neither reads nor moves the global state another thread may use."""
+
+    _rng = None
+
+    def configure(self, params: dict, batch_size: int) -> None:
+        seed = params.get("seed")
+        self._rng = None if seed is None else np.random.RandomState(int(seed))
+
+    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
+        if self._rng is None:
+            return super().get_cam_weights(input_tensor, target_layer, targets, activations, grads)
+        return self._rng.uniform(-1, 1, size=(grads.shape[0], grads.shape[1]))
+
+
+class ScoreCAM(_Scoped, pgc.ScoreCAM):
+    """Score-CAM: each channel's weight is the target score of the image masked by that channel.
+
+    The library's get_cam_weights, restated because it opens a tqdm bar per image with no switch
+    to turn it off (explain shows its own progress), and scores a whole channel batch at once
+    instead of one output at a time. Same arithmetic, same weights."""
+
+    batch_size = 16  # channel-masked images per forward (the library's default)
+
+    def configure(self, params: dict, batch_size: int) -> None:
+        self.batch_size = int(params.get("channel_batch") or batch_size)
+
+    def get_cam_weights(self, input_tensor, target_layer, targets, activations, grads):
+        with torch.no_grad():
+            upsampled = nn.UpsamplingBilinear2d(size=input_tensor.shape[-2:])(
+                torch.from_numpy(activations).to(self.device))
+            flat = upsampled.view(upsampled.size(0), upsampled.size(1), -1)
+            maxs, mins = flat.max(dim=-1)[0][:, :, None, None], flat.min(dim=-1)[0][:, :, None, None]
+            upsampled = (upsampled - mins) / (maxs - mins + 1e-8)
+            masked = input_tensor[:, None, :, :] * upsampled[:, :, None, :, :]
+            scores = []
+            for target, tensor in zip(targets, masked):
+                for i in range(0, tensor.size(0), self.batch_size):
+                    out = self.model(tensor[i : i + self.batch_size])
+                    if isinstance(target, ClassifierOutputTarget):
+                        scores.append(out[:, target.category].float().cpu())
+                    else:
+                        scores.append(torch.tensor([float(target(o)) for o in out]))
+            scores = torch.cat(scores).view(activations.shape[0], activations.shape[1])
+            return torch.softmax(scores, dim=-1).numpy()
+
+
+# -- running one method over a batch -----------------------------------------------------------------
 @contextlib.contextmanager
-def _fast_projection() -> Iterator[None]:
-    with contextlib.ExitStack() as stack:
-        for module in _PROJECTION_USERS:
-            stack.enter_context(mock.patch(f"pytorch_grad_cam.{module}.get_2d_projection", first_component_projection))
+def _checked_and_rooted(wrapper: ChannelsLast, layers: Sequence[nn.Module], names: Sequence[str],
+                        needs_grad: bool) -> Iterator[None]:
+    """Forward hooks, registered before the CAM object's own (so that the library's hooks see the
+    re-rooted tensor): every target layer must output (N, C, h, w); with gradients, the graph
+    starts at the first target layer a forward pass reaches, so the backward pass stops there
+    instead of running down to the input. Same gradients, less work. (Rooting a later layer too
+    would cut an earlier target layer off the graph.) Forward passes from other threads are left
+    alone: code that shares the network (a test, a caller's own inference) does not reset the
+    rooting of this call's pass."""
+    rooted = [False]
+    caller = threading.get_ident()  # a forward pass of the same network from another thread is not ours
+
+    def reset(module, inputs):
+        if threading.get_ident() == caller:
+            rooted[0] = False
+
+    def hook_for(name):
+        def check_and_root(module, inputs, output):
+            if threading.get_ident() != caller:
+                return None
+            if not isinstance(output, torch.Tensor) or output.ndim != 4:
+                shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+                raise ExplainError(f"layer {name!r} outputs {shape}; CAM methods need a convolutional layer "
+                                   f"with (N, C, h, w) output")
+            if needs_grad and not rooted[0]:
+                rooted[0] = True
+                return output.detach().requires_grad_(True).clone()
+            return None
+
+        return check_and_root
+
+    handles = [wrapper.register_forward_pre_hook(reset)]
+    handles += [layer.register_forward_hook(hook_for(name)) for layer, name in zip(layers, names)]
+    try:
         yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
-def run_cam(wrapper: ChannelsLast, layer_name: str, layer: nn.Module, method: str, x: torch.Tensor,
-            targets: np.ndarray | None, batch_size: int, params: dict, bar=None):
-    """-> (heatmaps (N,H,W) in [0,1], raw maps, targets used)."""
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    cam = cam_object(wrapper, layer_name, layer, method)
-    needs_grad = method not in _GRADIENT_FREE
-    if method == "scorecam":
-        cam.batch_size = int(params.get("channel_batch") or batch_size)
-        # Score-CAM multiplies each image by every upsampled channel at once (C x H x W floats per
-        # image), so one image at a time keeps memory bounded; its forwards are channel batches anyway.
-        step = 1
-    else:
-        step = batch_size
+def run_cam(wrapper: ChannelsLast, layer_names: Sequence[str], layers: Sequence[nn.Module], method: Method,
+            x: torch.Tensor, targets: np.ndarray | None, batch_size: int, params: dict, bar=None):
+    """-> (heatmaps (N,H,W) in [0,1], raw maps, targets used). Several layers: the library's
+    mean of the per-layer maps, each scaled to [0, 1] at the input size."""
+    cam_class = method.load()
+    needs_grad = method.needs_gradients
+    # Score-CAM multiplies each image by every upsampled channel at once (C x H x W floats per
+    # image), so one image at a time keeps memory bounded; its forwards are channel batches anyway.
+    step = 1 if method.one_image_at_a_time else batch_size
     eigen_smooth = bool(params.get("eigen_smooth", False))
     grad_mode = torch.enable_grad() if needs_grad else torch.inference_mode()
-    patch = mock.patch("pytorch_grad_cam.score_cam.tqdm", _silent_tqdm) if method == "scorecam" else contextlib.nullcontext()
 
     maps, used = [], []
-    with _hooked(cam, wrapper, layer, layer_name, needs_grad), _seeded(params.get("seed")), patch, \
-            _fast_projection(), grad_mode:
+    with _checked_and_rooted(wrapper, layers, layer_names, needs_grad), \
+            cam_class(model=wrapper, target_layers=list(layers)) as cam, grad_mode:
+        cam.configure(params, batch_size)
         for i in range(0, len(x), step):
             chunk = x[i : i + step]
             chunk_targets = None if targets is None else [ClassifierOutputTarget(int(t)) for t in targets[i : i + step]]
@@ -182,12 +238,13 @@ def run_cam(wrapper: ChannelsLast, layer_name: str, layer: nn.Module, method: st
                 out = cam(input_tensor=chunk, targets=chunk_targets, eigen_smooth=eigen_smooth)
             except RuntimeError as exc:
                 first = str(exc).strip().splitlines()[0]
-                raise ExplainError(f"{method} cannot run on input of shape {tuple(chunk.shape)}: {first}") from None
+                raise ExplainError(f"{method.name} cannot run on input of shape {tuple(chunk.shape)}: {first}") from None
             maps.append(np.asarray(out, dtype=np.float32))
             if targets is None:
                 used.append(cam.outputs.detach().argmax(dim=1).cpu().numpy())
             else:
                 used.append(targets[i : i + step])
+            cam.outputs = None  # this chunk's output and graph
             if bar is not None:
                 bar.update(len(chunk))
     raw = np.concatenate(maps) if maps else np.zeros((0, *x.shape[-2:]), np.float32)

@@ -7,16 +7,17 @@ from typing import List, Optional
 
 import typer
 
+from tumorlens.explain.methods import DEFAULT_METHOD, methods_help
+
 
 def register(app: typer.Typer) -> None:
     @app.command("explain")
     def explain_command(
         image: Path = typer.Option(..., "--image", help="an image file (JPEG/PNG/BMP/TIFF, DICOM, NIfTI, .mat) or a folder"),
         model: Optional[Path] = typer.Option(None, "--model", help="checkpoint (default: the model shipped with tumorlens)"),
-        method: str = typer.Option("gradcam", "--method",
-                                   help="gradcam, gradcam++, hirescam, scorecam, layercam, eigencam, random, ig, "
-                                        "gradshap, occlusion, lime, kernelshap, saliency; several comma-separated, "
-                                        "or 'all' for a figure comparing every method"),
+        method: str = typer.Option(DEFAULT_METHOD, "--method",
+                                   help=f"{methods_help()}; several comma-separated, or 'all' for a figure "
+                                        f"comparing every method"),
         out: Path = typer.Option(Path("explanations"), "--out", help="output folder"),
         target: Optional[str] = typer.Option(None, "--target", help="class to explain (name or index); default: the predicted class"),
         layer: Optional[str] = typer.Option(None, "--layer", help="CAM target layer (dotted module name); default: the architecture's last conv stage"),

@@ -1,11 +1,19 @@
-"""The explainer registry: every method's name, library, parameters with their defaults, and how
-many model passes it costs per image (the benchmark's yardstick, and a user's cost estimate)."""
+"""The explainer registry: one `Method` object per explainer, carrying everything about it (library
+class, family, parameters and defaults, passes per image, gradients, heatmap style, batching,
+service speed, display order). Every list of methods elsewhere (CAM methods, the service's fast
+and one-pass methods, figure order, help text) is derived from here; a method is added by adding
+one entry below and, for a new kind of map, one small implementation class or runner.
+
+Kept free of torch imports: the command line imports it to build its help text.
+"""
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 from tumorlens.errors import TumorlensError
 
@@ -23,74 +31,195 @@ class Passes:
     forward_backward: float = 0.0
 
 
-@dataclass(frozen=True)
-class MethodSpec:
-    name: str
-    family: str  # "cam" (pytorch-grad-cam, needs a target layer) or "captum"
-    library_name: str  # the class it adapts
-    defaults: dict[str, Any] = field(default_factory=dict)
-    class_sensitive: bool = True  # False: the map ignores the target class (EigenCAM, random)
-    description: str = ""
+# -- passes per image, by each method's definition (what an ideal implementation pays) ------------
+def _one_forward_backward(p, h, w, channels) -> Passes:
+    return Passes(forward_backward=1)
 
+
+def _one_forward(p, h, w, channels) -> Passes:
+    return Passes(forward=1)
+
+
+def _per_channel(p, h, w, channels) -> Passes:  # Score-CAM: one forward per channel of the layer
+    return Passes(forward=1 + channels)
+
+
+def _forward_backward_per(key: str) -> Callable[..., Passes]:
+    return lambda p, h, w, channels: Passes(forward_backward=int(p[key]))
+
+
+def _forward_per(key: str) -> Callable[..., Passes]:
+    return lambda p, h, w, channels: Passes(forward=int(p[key]))
+
+
+def _occlusion_passes(p, h, w, channels) -> Passes:
+    win, stride = occlusion_geometry(h, w, p["window"], p["stride"])
+    return Passes(forward=1 + occlusion_positions(h, w, win, stride))
+
+
+@dataclass(frozen=True)
+class Method:
+    """One explainer and everything the code needs to know about it.
+
+    family: "cam" (pytorch-grad-cam; needs a convolutional target layer) or "captum".
+    implementation: "module:attribute", imported on first use: a pytorch-grad-cam subclass for
+        CAM methods (tumorlens.explain.cam), a runner function for Captum methods
+        (tumorlens.explain.attribution).
+    library_name: the library class it runs. defaults: parameters and their defaults (None:
+        derived from the input at call time, see the description).
+    passes: (params, height, width, layer channels) -> Passes per image.
+    needs_gradients: runs backward passes (the model's weights are frozen either way).
+    heatmap_style: (sign, scale) for heatmaps.attribution_heatmaps; None for CAM methods, whose
+        maps the library already scales to [0, 1].
+    one_image_at_a_time: explains image by image (its passes carry perturbed copies of one image:
+        Score-CAM's channel masks, LIME's and KernelSHAP's surrogate samples).
+    one_pass: makes exactly one forward pass over the images it explains, so that pass's logits
+        are the prediction (the service skips a separate inference pass).
+    fast: cheap enough (about one model pass per image) to answer a web request on a CPU.
+    order: position in comparison figures (CAM first, then gradient, then perturbation methods,
+        baselines last).
+    class_sensitive: the map depends on the target class (EigenCAM's and random's do not).
+    baseline: a reference any real method must beat, not an explanation (reports mark it).
+    layers: for CAM methods that choose their own stages, (ModelView) -> layer names (an explicit
+        layer= still wins); None: the architecture's last convolutional stage.
+    metadata: measured facts about the method's maps that reports print beside them.
+    """
+
+    name: str
+    family: str
+    implementation: str
+    library_name: str
+    description: str
+    passes: Callable[..., Passes]
+    needs_gradients: bool
+    order: int
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    heatmap_style: tuple[str, str] | None = None
+    one_image_at_a_time: bool = False
+    one_pass: bool = False
+    fast: bool = False
+    class_sensitive: bool = True
+    baseline: bool = False
+    aliases: tuple[str, ...] = ()
+    layers: Callable[..., list[str]] | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Read-only views: a frozen object whose dicts could be edited in place would not be frozen.
+        object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+
+    def load(self):
+        """The implementation object (CAM class or Captum runner)."""
+        module, attr = self.implementation.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def resolve_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The defaults updated with the caller's values; an unknown name is an error, so a typo
+        cannot silently fall back to a default."""
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            takes = ", ".join(self.defaults) or "no parameters"
+            raise ExplainError(f"unknown parameter(s) {unknown} for {self.name}; it takes: {takes}")
+        return {**self.defaults, **params}
+
+    def passes_per_image(self, params: Mapping[str, Any], height: int, width: int, layer_channels: int = 0) -> Passes:
+        p = self.resolve_params({k: v for k, v in params.items() if k in self.defaults})
+        return self.passes(p, height, width, layer_channels)
+
+
+_SMOOTH = {"eigen_smooth": False}
+_SURROGATE = {"samples": 200, "n_segments": 50, "compactness": 0.1, "baseline": "black", "seed": None}
+_CAM = "tumorlens.explain.cam"
+_CAPTUM = "tumorlens.explain.attribution"
 
 # Parameters set to None are derived from the input at call time (documented per method); a seed
 # of None leaves the sampling methods (gradshap, lime, kernelshap, random) to the global generators.
-_SPECS = [
-    MethodSpec("gradcam", "cam", "GradCAM", {"eigen_smooth": False}, description="Grad-CAM"),
-    MethodSpec("gradcam++", "cam", "GradCAMPlusPlus", {"eigen_smooth": False}, description="Grad-CAM++"),
-    MethodSpec("hirescam", "cam", "HiResCAM", {"eigen_smooth": False}, description="HiResCAM"),
-    MethodSpec("scorecam", "cam", "ScoreCAM", {"channel_batch": None},
-               description="Score-CAM (one forward per channel of the target layer; channel_batch "
-                           "channel-masked images per forward, default batch_size)"),
-    MethodSpec("layercam", "cam", "LayerCAM", {"eigen_smooth": False}, description="LayerCAM"),
-    MethodSpec("eigencam", "cam", "EigenCAM", {}, class_sensitive=False,
-               description="EigenCAM (first principal component of the layer; ignores the target)"),
-    MethodSpec("random", "cam", "RandomCAM", {"seed": None}, class_sensitive=False,
-               description="random channel weights: the baseline any real method must beat"),
-    MethodSpec("ig", "captum", "IntegratedGradients", {"steps": 32, "baseline": "black"},
-               description="Integrated Gradients from a black image"),
-    MethodSpec("gradshap", "captum", "GradientShap", {"samples": 16, "stdev": 0.1, "baseline": "black", "seed": None},
-               description="GradientSHAP (expected gradients; noise stdev in model-input units)"),
-    MethodSpec("occlusion", "captum", "Occlusion", {"window": None, "stride": None, "baseline": "black"},
-               description="Occlusion with a black square (window default: side/8, stride: window/2)"),
-    MethodSpec("lime", "captum", "Lime",
-               {"samples": 200, "n_segments": 50, "compactness": 0.1, "baseline": "black", "seed": None},
-               description="LIME over SLIC superpixels"),
-    MethodSpec("kernelshap", "captum", "KernelShap",
-               {"samples": 200, "n_segments": 50, "compactness": 0.1, "baseline": "black", "seed": None},
-               description="KernelSHAP over SLIC superpixels"),
-    MethodSpec("saliency", "captum", "Saliency", {}, description="absolute input gradient"),
+_REGISTRY = [
+    Method("gradcam", "cam", f"{_CAM}:GradCAM", "GradCAM", "Grad-CAM", _one_forward_backward, True, 0,
+           _SMOOTH, one_pass=True, fast=True, aliases=("grad-cam", "grad_cam")),
+    Method("gradcam++", "cam", f"{_CAM}:GradCAMPlusPlus", "GradCAMPlusPlus", "Grad-CAM++", _one_forward_backward,
+           True, 1, _SMOOTH, one_pass=True, fast=True,
+           aliases=("gradcampp", "gradcamplusplus", "grad-cam++")),
+    Method("hirescam", "cam", f"{_CAM}:HiResCAM", "HiResCAM", "HiResCAM", _one_forward_backward, True, 2, _SMOOTH,
+           one_pass=True, fast=True, aliases=("hires-cam",)),
+    Method("layercam", "cam", f"{_CAM}:LayerCAM", "LayerCAM", "LayerCAM", _one_forward_backward, True, 3, _SMOOTH,
+           one_pass=True, fast=True, aliases=("layer-cam",)),
+    Method("scorecam", "cam", f"{_CAM}:ScoreCAM", "ScoreCAM",
+           "Score-CAM (one forward per channel of the target layer; channel_batch channel-masked images per "
+           "forward, default batch_size)", _per_channel, False, 4, {"channel_batch": None}, fast=True,
+           one_image_at_a_time=True,
+           aliases=("score-cam",)),
+    Method("eigencam", "cam", f"{_CAM}:EigenCAM", "EigenCAM",
+           "EigenCAM (first principal component of the layer; ignores the target)", _one_forward, False, 5,
+           one_pass=True, fast=True, class_sensitive=False, aliases=("eigen-cam",)),
+    Method("saliency", "captum", f"{_CAPTUM}:saliency", "Saliency", "absolute input gradient",
+           _one_forward_backward, True, 6, heatmap_style=("absolute", "percentile"), fast=True),
+    Method("ig", "captum", f"{_CAPTUM}:integrated_gradients", "IntegratedGradients",
+           "Integrated Gradients from a black image", _forward_backward_per("steps"), True, 7,
+           {"steps": 32, "baseline": "black"}, heatmap_style=("positive", "percentile"), fast=True,
+           aliases=("integrated_gradients", "integratedgradients")),
+    Method("gradshap", "captum", f"{_CAPTUM}:gradient_shap", "GradientShap",
+           "GradientSHAP (expected gradients; noise stdev in model-input units)", _forward_backward_per("samples"),
+           True, 8, {"samples": 16, "stdev": 0.1, "baseline": "black", "seed": None},
+           heatmap_style=("positive", "percentile"), fast=True, aliases=("gradientshap", "gradient_shap", "shap")),
+    Method("occlusion", "captum", f"{_CAPTUM}:occlusion", "Occlusion",
+           "Occlusion with a black square (window default: side/8, stride: window/2)", _occlusion_passes, False, 9,
+           {"window": None, "stride": None, "baseline": "black"}, heatmap_style=("positive", "max")),
+    Method("lime", "captum", f"{_CAPTUM}:lime", "Lime", "LIME over SLIC superpixels", _forward_per("samples"), False,
+           10, _SURROGATE, heatmap_style=("positive", "max"), one_image_at_a_time=True),
+    Method("kernelshap", "captum", f"{_CAPTUM}:kernel_shap", "KernelShap", "KernelSHAP over SLIC superpixels",
+           _forward_per("samples"), False, 11, _SURROGATE, heatmap_style=("positive", "max"), one_image_at_a_time=True,
+           aliases=("kernel_shap",)),
+    Method("random", "cam", f"{_CAM}:RandomCAM", "RandomCAM",
+           "random channel weights: the baseline any real method must beat", _one_forward_backward, True, 12,
+           {"seed": None}, fast=True, class_sensitive=False, baseline=True, aliases=("randomcam",)),
 ]
 
-SPECS: dict[str, MethodSpec] = {s.name: s for s in _SPECS}
-METHODS: tuple[str, ...] = tuple(SPECS)
-CAM_METHODS: tuple[str, ...] = tuple(s.name for s in _SPECS if s.family == "cam")
+REGISTRY: Mapping[str, Method] = MappingProxyType({m.name: m for m in _REGISTRY})
+SPECS = REGISTRY  # the name used before the registry held whole methods
+MethodSpec = Method
 
+# Derived lists: never written out by hand elsewhere.
+METHODS: tuple[str, ...] = tuple(REGISTRY)
+CAM_METHODS: tuple[str, ...] = tuple(m.name for m in _REGISTRY if m.family == "cam")
+FAST_METHODS: tuple[str, ...] = tuple(m.name for m in _REGISTRY if m.fast)
+ONE_PASS_METHODS: frozenset[str] = frozenset(m.name for m in _REGISTRY if m.one_pass)
+BASELINE_METHODS: tuple[str, ...] = tuple(m.name for m in _REGISTRY if m.baseline)
+DEFAULT_METHOD: str = "gradcam"  # what `explain`, the CLI, the service and the audit use unless told
+assert DEFAULT_METHOD in REGISTRY
 # Spellings users of other tools type; each maps to one canonical name.
-ALIASES = {
-    "grad-cam": "gradcam", "grad_cam": "gradcam", "gradcampp": "gradcam++", "gradcamplusplus": "gradcam++",
-    "grad-cam++": "gradcam++", "score-cam": "scorecam", "layer-cam": "layercam", "eigen-cam": "eigencam",
-    "hires-cam": "hirescam", "randomcam": "random", "integrated_gradients": "ig", "integratedgradients": "ig",
-    "gradientshap": "gradshap", "gradient_shap": "gradshap", "shap": "gradshap", "kernel_shap": "kernelshap",
-}
+ALIASES: Mapping[str, str] = MappingProxyType({a: m.name for m in _REGISTRY for a in m.aliases})
+assert len(ALIASES) == sum(len(m.aliases) for m in _REGISTRY), "an alias names two methods"
 
 
-def method_spec(name: str) -> MethodSpec:
+def method_spec(name: str) -> Method:
+    """The registered method for a name or alias (case and surrounding spaces ignored)."""
     key = str(name).strip().lower()
     key = ALIASES.get(key, key)
-    if key not in SPECS:
+    if key not in REGISTRY:
         raise ExplainError(f"unknown explain method {name!r}; choose one of: {', '.join(METHODS)}")
-    return SPECS[key]
+    return REGISTRY[key]
 
 
-def resolve_params(spec: MethodSpec, params: dict[str, Any]) -> dict[str, Any]:
-    """The method's defaults updated with the caller's values; an unknown name is an error, so a
-    typo cannot silently fall back to a default."""
-    unknown = sorted(set(params) - set(spec.defaults))
-    if unknown:
-        takes = ", ".join(spec.defaults) or "no parameters"
-        raise ExplainError(f"unknown parameter(s) {unknown} for {spec.name}; it takes: {takes}")
-    return {**spec.defaults, **params}
+get_method = method_spec
+
+
+def resolve_params(spec: Method, params: dict[str, Any]) -> dict[str, Any]:
+    return spec.resolve_params(params)
+
+
+def gallery_order(methods) -> list[str]:
+    """The methods in display order (registry order; unknown names last, as given)."""
+    def key(m):
+        return REGISTRY[m].order if m in REGISTRY else len(REGISTRY)
+
+    return sorted(methods, key=key)
+
+
+def methods_help() -> str:
+    """The method list for help texts, in display order."""
+    return ", ".join(gallery_order(METHODS))
 
 
 def occlusion_geometry(height: int, width: int, window: int | None, stride: int | None) -> tuple[int, int]:
@@ -113,22 +242,4 @@ def occlusion_positions(height: int, width: int, window: int, stride: int) -> in
 def passes_per_image(method: str, params: dict[str, Any], height: int, width: int, layer_channels: int = 0) -> Passes:
     """The model passes a method needs for one image, by its definition (what an ideal
     implementation would pay; explain's overhead is measured against this)."""
-    spec = method_spec(method)
-    p = resolve_params(spec, {k: v for k, v in params.items() if k in spec.defaults})
-    name = spec.name
-    if name in ("gradcam", "gradcam++", "hirescam", "layercam", "random", "saliency"):
-        return Passes(forward_backward=1)
-    if name == "eigencam":
-        return Passes(forward=1)
-    if name == "scorecam":
-        return Passes(forward=1 + layer_channels)
-    if name == "ig":
-        return Passes(forward_backward=int(p["steps"]))
-    if name == "gradshap":
-        return Passes(forward_backward=int(p["samples"]))
-    if name == "occlusion":
-        w, s = occlusion_geometry(height, width, p["window"], p["stride"])
-        return Passes(forward=1 + occlusion_positions(height, width, w, s))
-    if name in ("lime", "kernelshap"):
-        return Passes(forward=int(p["samples"]))
-    raise AssertionError(name)  # every registered method is listed above
+    return method_spec(method).passes_per_image(params, height, width, layer_channels)

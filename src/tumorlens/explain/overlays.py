@@ -4,7 +4,7 @@ puts several methods side by side for one image."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import cv2
 import numpy as np
@@ -116,10 +116,3 @@ def save_png(path: str | Path, rgb: np.ndarray) -> Path:
     if not cv2.imwrite(str(path), cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2BGR)):
         raise OSError(f"could not write {path}")
     return path
-
-
-def gallery_order(methods: Sequence[str]) -> list[str]:
-    """CAM methods first, then gradient, then perturbation methods: the order of the figure."""
-    order = ["gradcam", "gradcam++", "hirescam", "layercam", "scorecam", "eigencam", "saliency", "ig", "gradshap",
-             "occlusion", "lime", "kernelshap", "random"]
-    return sorted(methods, key=lambda m: order.index(m) if m in order else len(order))

@@ -12,8 +12,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from tumorlens.explain.core import explain
-from tumorlens.explain.methods import METHODS, ExplainError, method_spec
-from tumorlens.explain.overlays import compare_figure, gallery_order, overlay, save_png
+from tumorlens.explain.methods import DEFAULT_METHOD, METHODS, ExplainError, gallery_order, method_spec
+from tumorlens.explain.overlays import compare_figure, overlay, save_png
 
 
 @dataclass
@@ -107,7 +107,7 @@ def resolve_target(target: str | None, classes: list[str]) -> int | None:
     raise ExplainError(f"unknown target class {target!r}; choose one of: {', '.join(classes)} (or an index)")
 
 
-def explain_files(model, path: Path, out: Path, method: str = "gradcam", target: str | None = None,
+def explain_files(model, path: Path, out: Path, method: str = DEFAULT_METHOD, target: str | None = None,
                   layer: str | None = None, batch_size: int = 32, params: dict | None = None, alpha: float = 0.5,
                   cmap: str = "jet", mask_path: Path | None = None, progress: bool = True) -> RunResult:
     methods = methods_for(method)

@@ -21,6 +21,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from tumorlens import __version__
+from tumorlens.explain.methods import DEFAULT_METHOD
 from tumorlens.models.checkpoint import TumorModel, load_model
 from tumorlens.serve import schemas
 from tumorlens.serve.audit_trail import AuditTrail, AuditTrailError
@@ -99,7 +100,7 @@ def create_app(settings: ServeSettings | None = None, model: TumorModel | None =
     predictor.warm_up()
     samples = SampleLibrary(settings.samples_dir)
     description = model_description(model, model_path, find_card(model_path, settings.model_card_path))
-    description["service"] = {"explain_methods": list(settings.explain_methods), "default_method": "gradcam",
+    description["service"] = {"explain_methods": list(settings.explain_methods), "default_method": DEFAULT_METHOD,
                               "max_upload_mb": settings.max_upload_mb, "formats": SUPPORTED}
     model_ref = {"name": model.arch, "version": model.version}
 
@@ -189,7 +190,7 @@ def create_app(settings: ServeSettings | None = None, model: TumorModel | None =
         openapi_extra=UPLOAD_BODY, tags=["predict"])
     async def explain_route(
         request: Request,
-        method: str = Query("gradcam", description="explainer (see /v1/model service.explain_methods)"),
+        method: str = Query(DEFAULT_METHOD, description="explainer (see /v1/model service.explain_methods)"),
         target: str | None = Query(None, description="class to explain; default: the top class"),
         slice: int | None = Query(None, ge=0, description="slice of a volume; default: the middle one"),
         alpha: float = Query(0.5, ge=0.0, le=1.0, description="heatmap opacity in overlay_png"),

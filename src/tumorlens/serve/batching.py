@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+# Methods whose explainer makes exactly one forward pass over the images it explains (Method.one_pass
+# in the registry): its logits are the prediction, so no separate inference pass is needed (checked
+# per call: if the count of captured outputs is not one per image, the runner falls back to a
+# separate pass).
+from tumorlens.explain.methods import ONE_PASS_METHODS
 from tumorlens.models.checkpoint import TumorModel
 from tumorlens.models.softmax import temperature_softmax
-
-# CAM methods whose explainer makes exactly one forward pass over the images it explains: its
-# logits are the prediction, so no separate inference pass is needed (checked per call: if the
-# count of captured outputs is not one per image, the runner falls back to a separate pass).
-ONE_PASS_METHODS = frozenset({"gradcam", "gradcam++", "hirescam", "layercam", "eigencam"})
 
 
 @dataclass

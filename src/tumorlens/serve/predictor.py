@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import torch
 
+from tumorlens.explain.methods import DEFAULT_METHOD
 from tumorlens.models.checkpoint import TumorModel
 from tumorlens.serve.attention import (
     AttentionSummary,
@@ -115,7 +116,7 @@ class Predictor:
         x = self.model.prepare([head])
         for replica in self._replicas:
             for n in sorted({1, 2, min(4, self.settings.max_batch)}):
-                for method in (None, "gradcam"):
+                for method in (None, DEFAULT_METHOD):
                     jobs = [Job(x, method, None) for _ in range(n)]
                     run_batch(replica, jobs)
                     for job in jobs:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from tumorlens.errors import TumorlensError
 
-# Explainers fast enough to answer a web request on a CPU; LIME, KernelSHAP and occlusion need
-# hundreds of forward passes per image and would let one request occupy the model for seconds.
-FAST_METHODS = ("gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "scorecam", "saliency", "ig",
-                "gradshap", "random")
+# Explainers fast enough to answer a web request on a CPU (Method.fast in the registry); LIME,
+# KernelSHAP and occlusion need hundreds of forward passes per image and would let one request
+# occupy the model for seconds.
+from tumorlens.explain.methods import FAST_METHODS
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from tumorlens.audit.checks.base import FAIL, PASS, WARN, AuditContext, Check, C
 from tumorlens.audit.checks.explainer_maps import ExplainerMaps, explainer
 from tumorlens.audit.config import PRIMARY_METHOD
 from tumorlens.audit.sanity import MAX_SPEARMAN, MAX_SSIM, SanityResult, cascading_randomisation
+from tumorlens.explain.methods import BASELINE_METHODS  # expected to fail: their failing is no finding
 
-BASELINE = "random"  # expected to fail: its failing is no finding
 THRESHOLDS = {"sanity": (f"fail when Grad-CAM maps survive full model randomisation (Spearman >= {MAX_SPEARMAN} or "
                          f"SSIM >= {MAX_SSIM})")}
 
@@ -50,7 +50,7 @@ class SanityCheck(Check):
         prim = r.by_method.get(PRIMARY_METHOD)
         if prim is None:
             return None
-        others_failed = [m for m, s in r.by_method.items() if m not in (PRIMARY_METHOD, BASELINE) and not s.passed]
+        others_failed = [m for m, s in r.by_method.items() if m != PRIMARY_METHOD and m not in BASELINE_METHODS and not s.passed]
         status = FAIL if not prim.passed else (WARN if others_failed else PASS)
         text = prim.message + (f"; also failed: {', '.join(others_failed)}" if others_failed else "")
         return VerdictItem(self.name, status, text)
