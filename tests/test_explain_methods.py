@@ -141,16 +141,16 @@ def test_multi_layer_cam_matches_the_library(nets):
     import pytorch_grad_cam as pgc
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from tumorlens.explain import methods
-    from tumorlens.explain.cam import run_cam
     from tumorlens.explain.model_access import ChannelsLast, explaining
 
     net = nets["simple_cnn"]
     x = _images(2)
     names = ["features.1", "features.2"]
     layers = [net.get_submodule(n) for n in names]
+    ex = explain((net, "simple_cnn"), x, "layercam", targets=[1, 2], layer="+".join(names))
+    ours = ex.heatmaps
+    assert ex.layer == "features.1+features.2"
     with explaining(net):
-        ours, _, _ = run_cam(ChannelsLast(net), names, layers, methods.REGISTRY["layercam"], x, np.array([1, 2]), 8, {})
         with pgc.LayerCAM(model=ChannelsLast(net), target_layers=layers) as cam:
             # frozen weights: the stock library needs an input that requires grad to build a graph
             stock = cam(input_tensor=x.clone().requires_grad_(True), targets=[ClassifierOutputTarget(1), ClassifierOutputTarget(2)])
@@ -185,3 +185,14 @@ def test_eigencam_projection_is_the_librarys_component_with_a_fixed_sign():
             # Oriented toward the stronger activations, whatever sign the library's SVD picked.
             assert o[: side // 2].mean() > o[side // 2 :].mean()
         np.testing.assert_array_equal(ours, first_component_projection(acts))
+
+
+def test_stages_by_stride(nets):
+    from tumorlens.explain.localisation import stage_layers, stage_strides
+
+    assert stage_strides(nets["simple_cnn"], 64) == {2: "features.0", 4: "features.1", 8: "features.2"}
+    # a stage that ends on its last block is named by that block (the same tensor)
+    assert stage_strides(nets["resnet18"], 64) == {2: "relu", 4: "layer1.1", 8: "layer2.1", 16: "layer3.1",
+                                                   32: "layer4.1"}
+    assert stage_layers(nets["resnet18"], 64, [8, 32]) == ["layer2.1", "layer4.1"]
+    assert stage_layers(nets["simple_cnn"], 64, [8, 16, 32]) == ["features.2"]  # nearest strides, once each

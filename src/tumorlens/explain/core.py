@@ -60,8 +60,8 @@ def explain(model, images, method: str = DEFAULT_METHOD, targets=None, batch_siz
             class indices, or class names when the model carries them.
         batch_size: images per model pass; perturbation methods fill each pass with this many
             perturbed images.
-        layer: dotted module name overriding the architecture's CAM layer (CAM methods; for other
-            methods it is only checked to exist).
+        layer: dotted module name overriding the CAM layer (CAM methods; for other methods it is
+            only checked to exist); several joined by "+" give the mean of their maps.
         arch: architecture name of a bare nn.Module.
         progress: show a progress bar.
         **params: the method's own settings (METHOD_PARAMS lists them with their defaults); an
@@ -87,11 +87,12 @@ def explain(model, images, method: str = DEFAULT_METHOD, targets=None, batch_siz
 
     layer_name = None
     if spec.family == "cam":
-        layer_names = cam_layer_names(view, spec, layer)
+        layer_names = cam_layer_names(view, spec, layer, w)
         layer_modules = [find_layer(view.net, name) for name in layer_names]
         layer_name = "+".join(layer_names)
     elif layer is not None:
-        find_layer(view.net, layer)  # still catch a wrong name; non-CAM methods do not use it
+        for name in str(layer).split("+"):
+            find_layer(view.net, name.strip())  # still catch a wrong name; non-CAM methods do not use it
 
     if n == 0:
         empty = np.zeros((0, h, w), np.float32)
@@ -124,11 +125,11 @@ def explain(model, images, method: str = DEFAULT_METHOD, targets=None, batch_siz
     return Explanation(heat, raw, used, spec.name, layer_name, p)
 
 
-def cam_layer_names(view, spec, layer: str | None) -> list[str]:
-    """The CAM target layers: the one given, else the method's own choice of stages (spec.layers),
+def cam_layer_names(view, spec, layer: str | None, size: int) -> list[str]:
+    """The CAM target layers: the one(s) given, else the method's own choice of stages (spec.layers),
     else the architecture's last convolutional stage."""
     if layer is not None:
-        return [layer]
+        return [name.strip() for name in str(layer).split("+")]
     if spec.layers is not None:
-        return list(spec.layers(view))
+        return list(spec.layers(view.net, size))
     return [target_layer_name(view, None)]

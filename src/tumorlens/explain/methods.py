@@ -80,8 +80,8 @@ class Method:
         baselines last).
     class_sensitive: the map depends on the target class (EigenCAM's and random's do not).
     baseline: a reference any real method must beat, not an explanation (reports mark it).
-    layers: for CAM methods that choose their own stages, (ModelView) -> layer names (an explicit
-        layer= still wins); None: the architecture's last convolutional stage.
+    layers: for CAM methods that choose their own stages, (network, input side) -> layer names
+        (an explicit layer= still wins); None: the architecture's last convolutional stage.
     metadata: measured facts about the method's maps that reports print beside them.
     """
 
