@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 from tumorlens.audit.forward import probabilities01
 from tumorlens.models.checkpoint import TumorModel
@@ -125,3 +126,78 @@ def curve_endpoints(model: TumorModel, images01: np.ndarray, targets: np.ndarray
     p = probabilities01(model, stack, batch_size).reshape(3, n, -1)
     t = np.asarray(targets)
     return np.stack([p[k, np.arange(n), t] for k in range(3)], axis=1)
+
+
+# -- ROAD (Rong et al., ICML 2022: "A Consistent and Efficient Evaluation Strategy for Attribution
+#    Methods"): remove pixels by heatmap rank, but fill them by noisy linear imputation from their
+#    neighbours instead of a constant, so the removal's shape does not leak the class. Computed with
+#    pytorch-grad-cam's implementation (pytorch_grad_cam.metrics.road). -------------------------------
+ROAD_PERCENTILES = (10, 30, 50, 70, 90)  # heatmap percentiles: remove the top (MoRF) / bottom (LeRF) 90 ... 10 %
+
+
+@dataclass
+class Road:
+    """Per image, the mean change of P(explained class) over the removal levels (negative: it fell).
+
+    morf: most relevant pixels removed first; a faithful map makes it fall (lower is better).
+    lerf: least relevant pixels removed first; a faithful map leaves it (near 0 is better).
+    combined: (lerf - morf) / 2, pytorch-grad-cam's ROADCombined; higher is better."""
+
+    percentiles: tuple[int, ...]
+    morf: np.ndarray
+    lerf: np.ndarray
+
+    @property
+    def combined(self) -> np.ndarray:
+        return (self.lerf - self.morf) / 2
+
+
+class _DisplayInput(torch.nn.Module):
+    """Display-space images (N, 1, S, S) -> temperature-scaled logits, so that the library's
+    softmax target is the audit's calibrated probability and imputation happens where every other
+    audit perturbation does (forward.py)."""
+
+    def __init__(self, model: TumorModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x01: torch.Tensor) -> torch.Tensor:
+        x = torch.from_numpy(self.model.recipe.normalize(x01[:, 0].numpy().astype(np.float32))[:, None].copy())
+        return self.model.net(x) / self.model.temperature
+
+
+def road(model: TumorModel, images01: np.ndarray, heatmaps: np.ndarray, targets: np.ndarray,
+         percentiles=ROAD_PERCENTILES, batch_size: int = 16, seed: int = 0, progress=None) -> Road:
+    """ROAD for N images (display space, (N,S,S)) explained by heatmaps (N,S,S) for `targets`.
+
+    Cost: 2 x len(percentiles) model passes and sparse linear solves per image; the solve grows
+    with the number of removed pixels (about 0.5-2 s for half of a 224 px image on this machine),
+    so keep N small (the explainer comparison's subset). seed: the imputer's noise (torch's global
+    generator, restored afterwards). progress: optional callable(n_done)."""
+    from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirstAverage, ROADMostRelevantFirstAverage
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    images01 = np.asarray(images01, np.float32)
+    heat = np.nan_to_num(np.asarray(heatmaps, np.float32))
+    if images01.shape != heat.shape:
+        raise ValueError(f"heatmaps {heat.shape} must match images {images01.shape}")
+    n = len(images01)
+    pct = [int(p) for p in percentiles]
+    morf, lerf = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    net = _DisplayInput(model)
+    was_training = model.net.training
+    model.net.eval()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            for start in range(0, n, batch_size):
+                sl = slice(start, min(n, start + batch_size))
+                x = torch.from_numpy(images01[sl][:, None].copy())
+                t = [ClassifierOutputSoftmaxTarget(int(c)) for c in np.asarray(targets)[sl]]
+                morf[sl] = ROADMostRelevantFirstAverage(pct)(x, heat[sl], t, net)
+                lerf[sl] = ROADLeastRelevantFirstAverage(pct)(x, heat[sl], t, net)
+                if progress is not None:
+                    progress(sl.stop - sl.start)
+    finally:
+        model.net.train(was_training)
+    return Road(tuple(pct), morf, lerf)
