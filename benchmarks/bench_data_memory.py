@@ -28,10 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results import write_section  # noqa: E402
+from results import KAGGLE, REPO as ROOT, write_section  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-from results import KAGGLE  # noqa: E402
 SECTION = "bench_data_memory.py"
 VARIANTS = ("id", "mirror", "flip", "rot180")
 
