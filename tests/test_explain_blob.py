@@ -127,3 +127,19 @@ def test_random_baseline_does_not_pass_the_same_check(trained):
     ex = explain((net, "simple_cnn"), x, "random", seed=0)
     conc = np.array([_concentration(h, c) for h, c in zip(ex.heatmaps, centres)])
     assert np.median(conc) < 1.5
+
+
+def test_localisation_method_points_at_the_blob(trained):
+    """The registered localisation map (HiResCAM at the stage of stride 16, which is this small
+    network's last stage, 8 x 8) puts its peak on the blob and states its resolution."""
+    from tumorlens.explain.methods import LOCALISATION_METHOD, REGISTRY, localisation_note, map_resolution
+
+    net, x, centres = trained
+    ex = explain((net, "simple_cnn"), x, LOCALISATION_METHOD, targets=1)
+    assert ex.layer == "features.2"  # stride 8 here: the nearest stage to 16
+    peaks = np.array([_peak_distance(h, c) for h, c in zip(ex.heatmaps, centres)])
+    assert np.mean(peaks <= 12.0) >= 0.6
+    meta = REGISTRY[LOCALISATION_METHOD].metadata
+    assert meta["control_pointing_game"] >= 0.9 > meta["control_pointing_game_gradcam"]
+    assert map_resolution(LOCALISATION_METHOD, 224) == 14 and map_resolution("ig", 224) is None
+    assert "14 x 14 at 224 px" in localisation_note(224)
