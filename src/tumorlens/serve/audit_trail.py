@@ -1,13 +1,25 @@
 """The audit trail: one row per prediction (request id, time, model version, image SHA-256,
-result), never the pixels. SQLAlchemy, so any database URL works; SQLite by default."""
+result), never the pixels. SQLAlchemy, so any database URL works; SQLite by default.
+
+A SQLite file deleted or replaced while the service runs: open connections keep writing to the
+deleted inode, so every later row would be lost while the answers go out with 200. Before and
+after each write the file's identity (device, inode) is compared with the one the connections
+opened; on a change the pool is dropped, the database is opened (or created) again, the event is
+logged, and rows whose commit may have reached the old inode are written again.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import threading
 
 from sqlalchemy import JSON, DateTime, Float, Integer, String, create_engine, event, select
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+log = logging.getLogger("tumorlens.serve")
 
 
 class AuditTrailError(RuntimeError):
@@ -61,14 +73,70 @@ class AuditTrail:
         except (ArgumentError, SQLAlchemyError, ImportError, ValueError) as exc:
             raise AuditTrailError(f"cannot open the audit database {_safe(url)}: {str(exc).splitlines()[0]}") from None
         self.url = _safe(url)
+        database = self.engine.url.database if self.engine.url.get_backend_name() == "sqlite" else None
+        self.path = database if database and database != ":memory:" and not database.startswith("file:") else None
+        self._lock = threading.Lock()
+        self._identity = self._file_identity()
+        self.reopened = 0  # times the file was found deleted or replaced and opened again
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        if self.path is None:
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def _file_changed(self) -> bool:
+        return self.path is not None and self._file_identity() != self._identity
+
+    def _reopen(self) -> None:
+        """The file is gone or replaced: drop every pooled connection and open it again."""
+        with self._lock:
+            if not self._file_changed():
+                return  # another thread has reopened it already
+            missing = self._file_identity() is None
+            self.engine.dispose()
+            try:
+                _Base.metadata.create_all(self.engine)
+            except SQLAlchemyError as exc:
+                raise AuditTrailError(f"cannot re-create the audit database: {str(exc).splitlines()[0]}") from None
+            self._identity = self._file_identity()
+            self.reopened += 1
+            log.error("the audit database %s was %s while the service ran; %s it and continue writing there",
+                      self.url, "deleted" if missing else "replaced", "re-created" if missing else "re-opened")
+
+    def _write(self, rows: list[dict], now: dt.datetime) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.add_all(PredictionRecord(created_at=now, **row) for row in rows)
 
     def record(self, rows: list[dict]) -> None:
+        """Write the rows, or raise AuditTrailError: a caller never gets an answer whose row is lost."""
         now = dt.datetime.now(dt.timezone.utc)
         try:
-            with Session(self.engine) as session, session.begin():
-                session.add_all(PredictionRecord(created_at=now, **row) for row in rows)
+            if self._file_changed():
+                self._reopen()
+            self._write(rows, now)
+            if self._file_changed():  # deleted during the commit: the rows may be in the old inode
+                self._reopen()
+                self._write(rows, now)
         except SQLAlchemyError as exc:
             raise AuditTrailError(f"cannot write the audit trail: {str(exc).splitlines()[0]}") from None
+
+    def healthy(self) -> bool:
+        """The database is reachable (and, for SQLite, its file is the one written to)."""
+        if self._file_changed():
+            try:
+                self._reopen()
+            except AuditTrailError:
+                return False
+        try:
+            with self.engine.connect() as con:
+                con.exec_driver_sql("SELECT 1")
+        except SQLAlchemyError:
+            return False
+        return True
 
     def records(self, request_id: str | None = None, limit: int = 100) -> list[dict]:
         query = select(PredictionRecord).order_by(PredictionRecord.id.desc()).limit(limit)

@@ -33,9 +33,13 @@ def load_api_keys(explicit=None, keys_file: Path | None = None, environ=None) ->
     if keys_file is not None:
         path = Path(keys_file)
         try:
-            lines = path.read_text().splitlines()
+            lines = path.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise AuthConfigError(f"cannot read API key file {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise AuthConfigError(
+                f"API key file {path} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
+                "it must hold one key per line") from None
         keys += [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
     short = [k for k in keys if len(k) < MIN_KEY_LENGTH]
     if short:

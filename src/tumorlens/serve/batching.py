@@ -13,6 +13,7 @@ within `wait_ms` (up to `max_batch` images), runs the batch and hands each job i
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -30,6 +31,8 @@ import torch
 from tumorlens.explain.methods import ONE_PASS_METHODS
 from tumorlens.models.checkpoint import TumorModel
 from tumorlens.models.softmax import temperature_softmax
+
+log = logging.getLogger("tumorlens.serve")
 
 
 @dataclass
@@ -71,7 +74,11 @@ class Job:
 
 
 class ModelRunner:
-    """One model thread per replica, all fed from one queue of jobs."""
+    """One model thread per replica, all fed from one queue of jobs.
+
+    A job whose caller stopped waiting (its future was cancelled on a timeout) is skipped. A model
+    thread that dies anyway (a bug that escapes run_batch) is restarted on the next submit, logged,
+    and counted in `restarts`, which /health reports."""
 
     def __init__(self, replicas: list[Replica], max_batch: int = 16, wait_ms: float = 2.0):
         if max_batch < 1:
@@ -80,32 +87,62 @@ class ModelRunner:
         self.max_batch = max_batch
         self.wait_s = max(0.0, wait_ms) / 1000
         self.batch_sizes: list[int] = []  # images per model pass, for tests and diagnostics
+        self.restarts = 0
+        self._closed = False
+        self._lock = threading.Lock()
         self._jobs: queue.Queue[Job | None] = queue.Queue()
-        self._threads = [threading.Thread(target=self._serve, args=(r,), name=f"tumorlens-model-{i}", daemon=True)
-                         for i, r in enumerate(replicas)]
+        self._threads = [self._thread(i) for i in range(len(replicas))]
         for t in self._threads:
             t.start()
 
+    def _thread(self, i: int) -> threading.Thread:
+        return threading.Thread(target=self._serve, args=(self.replicas[i],), name=f"tumorlens-model-{i}", daemon=True)
+
+    def alive_threads(self) -> int:
+        return sum(t.is_alive() for t in self._threads)
+
+    def ensure_alive(self) -> None:
+        """Restart any model thread that has died (and say so in the log)."""
+        with self._lock:
+            if self._closed:
+                return
+            for i, t in enumerate(self._threads):
+                if not t.is_alive():
+                    self.restarts += 1
+                    log.error("model thread %s had died; restarted it (restart %d)", t.name, self.restarts)
+                    self._threads[i] = self._thread(i)
+                    self._threads[i].start()
+
     def submit(self, x: torch.Tensor, method: str | None = None, target: int | None = None) -> Future:
         """Queue x for the next batch; the future's result is a ModelOutput with x's rows."""
+        self.ensure_alive()
         job = Job(x, method, target)
         self._jobs.put(job)
         return job.future
 
-    def run(self, x: torch.Tensor, method: str | None = None, target: int | None = None) -> ModelOutput:
+    def run(self, x: torch.Tensor, method: str | None = None, target: int | None = None,
+            timeout: float | None = None) -> ModelOutput:
         """Blocks until the model has processed x (in a batch with whatever else came in)."""
-        return self.submit(x, method, target).result()
+        return self.submit(x, method, target).result(timeout)
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         for _ in self._threads:
             self._jobs.put(None)
 
     # -- model thread ---------------------------------------------------------------------------
+    def _take(self, job: Job) -> bool:
+        """Claim a job for this thread; False if its caller gave up waiting (future cancelled)."""
+        return job.future.set_running_or_notify_cancel()
+
     def _serve(self, replica: Replica) -> None:
         while True:
             job = self._jobs.get()
             if job is None:
                 return
+            if not self._take(job):
+                continue
             batch = [job]
             n = len(job.x)
             deadline = time.monotonic() + self.wait_s
@@ -118,13 +155,20 @@ class ModelRunner:
                 if nxt is None:  # closing: let this thread finish the batch, then stop
                     self._jobs.put(None)
                     break
+                if not self._take(nxt):
+                    continue
                 batch.append(nxt)
                 n += len(nxt.x)
             self.batch_sizes.append(n)
             del self.batch_sizes[:-1000]
             try:
                 run_batch(replica, batch)
-            except BaseException as exc:  # never leave a request thread waiting forever
+            except Exception as exc:  # noqa: BLE001 - never leave a request thread waiting forever
+                log.exception("a model batch failed outside its jobs' own error handling")
+                for j in batch:
+                    if not j.future.done():
+                        j.future.set_exception(exc)
+            except BaseException as exc:  # the thread must end (interpreter exit): fail the batch first
                 for j in batch:
                     if not j.future.done():
                         j.future.set_exception(exc)

@@ -29,10 +29,16 @@ def register(app: typer.Typer) -> None:
         batch_wait_ms: float = typer.Option(2.0, "--batch-wait-ms", min=0.0,
                                             help="how long the model waits for more requests to join a batch"),
         threads: int = typer.Option(1, "--threads", min=1, help="torch threads for inference (per process)"),
+        request_timeout: float = typer.Option(30.0, "--request-timeout", min=0.1,
+                                              help="seconds a request may take to arrive in full; then the connection is closed"),
+        max_connections: int = typer.Option(64, "--max-connections", min=1,
+                                            help="open connections at once; beyond, new requests get 503"),
+        slow_budget: float = typer.Option(120.0, "--slow-budget", min=0.1,
+                                          help="seconds a slow explainer (Score-CAM, IG, GradientSHAP) may take; then 503"),
+        decode_memory_mb: float = typer.Option(768.0, "--decode-memory-mb", min=1.0,
+                                               help="memory that decoding uploads may hold at once, across requests"),
     ) -> None:
         """Serve predictions and explanations over HTTP, with a web page at /. Research tool, not a diagnosis."""
-        import uvicorn
-
         from tumorlens.models.checkpoint import CheckpointError
         from tumorlens.serve.app import create_app
         from tumorlens.serve.audit_trail import AuditTrailError
@@ -40,7 +46,9 @@ def register(app: typer.Typer) -> None:
 
         settings = ServeSettings(model_path=model, auth=not no_auth, api_keys_file=api_keys_file, db_url=db,
                                  max_upload_mb=max_upload_mb, inference_threads=threads,
-                                 workers=workers, max_batch=max_batch, batch_wait_ms=batch_wait_ms)
+                                 workers=workers, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
+                                 request_timeout_s=request_timeout, max_connections=max_connections,
+                                 slow_budget_s=slow_budget, decode_memory_mb=decode_memory_mb)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
             web = create_app(settings)
@@ -51,7 +59,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"warning: serving without API keys on {host}, reachable from other machines", err=True)
         typer.echo(f"tumorlens serving {web.state.predictor.model.version} on http://{host}:{port}/ "
                    f"(docs at /docs; {'no auth' if no_auth else 'X-API-Key required'})")
-        uvicorn.run(web, host=host, port=port, log_level="info", access_log=False)
+        from tumorlens.serve.http import run
+
+        run(web, host, port, request_timeout, max_connections)
 
 
 def _is_loopback(host: str) -> bool:

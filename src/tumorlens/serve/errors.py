@@ -7,6 +7,7 @@ the operator can find in the log, and never with a stack trace (which would leak
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 
 from fastapi import FastAPI, Request
@@ -17,10 +18,23 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger("tumorlens.serve")
 
 
+# Library messages quote Python objects ("cannot identify image file <_io.BytesIO object at
+# 0x7f...>"): the address tells a caller nothing but the process's memory layout.
+_OBJECT_REPR = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
+
+
+def clean_message(message: str) -> str:
+    """A message fit for a client: object reprs named by type, no memory addresses."""
+    message = _OBJECT_REPR.sub(lambda m: f"<{m.group(1).rsplit('.', 1)[-1]}>", str(message))
+    return _ADDRESS.sub("(address)", message)
+
+
 class ServiceError(Exception):
     """A known, user-facing failure: an HTTP status, a stable machine code, a plain message."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        message = clean_message(message)
         super().__init__(message)
         self.status = status
         self.code = code
@@ -29,7 +43,7 @@ class ServiceError(Exception):
 
 
 def error_body(code: str, message: str, request_id: str | None = None) -> dict:
-    body = {"error": {"code": code, "message": message}}
+    body = {"error": {"code": code, "message": clean_message(message)}}
     if request_id:
         body["error"]["request_id"] = request_id
     return body

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import threading
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 import cv2
@@ -32,6 +33,7 @@ from tumorlens.serve.errors import ServiceError
 from tumorlens.serve.frozen import eager_logits, frozen_logits
 from tumorlens.serve.ood import Finding, InputCheck, check_input
 from tumorlens.serve.settings import ServeSettings
+from tumorlens.serve.slow_lane import SlowLane, is_slow
 
 
 @dataclass
@@ -105,6 +107,23 @@ class Predictor:
                           for r in self.replicas]
         self.runner: ModelRunner | None = None
         self._runner_lock = threading.Lock()
+        self._slow = {m for m in settings.explain_methods if is_slow(m, model.recipe.size)}
+        self.slow_lane: SlowLane | None = None
+        if self._slow:
+            self.slow_lane = SlowLane(model, settings.slow_budget_s, settings.slow_concurrency)
+
+    def is_slow(self, method: str) -> bool:
+        """Runs in the slow lane (slow_lane.py) rather than in the shared batches."""
+        return method in self._slow
+
+    def problems(self) -> list[str]:
+        """What /health reports as degraded: restarted or dead model threads."""
+        out = []
+        if self.runner is not None and self.runner.restarts:
+            out.append(f"a model thread died and was restarted {self.runner.restarts} time(s)")
+        if self.slow_lane is not None and not self.slow_lane.alive():
+            out.append("the slow-explainer thread is not running (it restarts on the next slow request)")
+        return out
 
     def warm_up(self) -> None:
         """Forward passes and Grad-CAMs per replica at start-up, at the batch sizes the load brings,
@@ -135,10 +154,21 @@ class Predictor:
             if self.runner is not None:
                 self.runner.close()
                 self.runner = None
+        if self.slow_lane is not None:
+            self.slow_lane.close()
 
     def _submit(self, x: torch.Tensor, method: str | None = None, target: int | None = None) -> Future:
         """Queue x for the model; the future's result is a batching.ModelOutput."""
         return self.start().submit(x, method, target)
+
+    def _wait(self, future: Future):
+        """The model's answer, or 503 after settings.model_timeout_s (the job is then dropped)."""
+        try:
+            return future.result(timeout=self.settings.model_timeout_s)
+        except FutureTimeout:
+            future.cancel()
+            raise ServiceError(503, "model_busy", f"the model did not answer within {self.settings.model_timeout_s:g} s; "
+                               "try again later", headers={"Retry-After": "5"}) from None
 
     # -- prediction ----------------------------------------------------------------------------
     def _judge(self, index: int | None, probs: np.ndarray | None, check: InputCheck, notes: list[str]) -> SliceResult:
@@ -169,7 +199,7 @@ class Predictor:
         probs: dict[int, np.ndarray] = {}
         if usable:
             x = self.model.prepare([decoded.images[i] for i in usable])
-            probs = dict(zip(usable, self._submit(x).result().probabilities))
+            probs = dict(zip(usable, self._wait(self._submit(x)).probabilities))
         volume = decoded.is_volume
         return [self._judge(i if volume else None, probs.get(i), c, decoded.notes) for i, c in enumerate(checks)]
 
@@ -192,9 +222,14 @@ class Predictor:
         recipe = self.model.recipe
         image01 = recipe.display(image)
         x = torch.from_numpy(recipe.normalize(image01)[None, None].copy())  # = model.prepare([image]), display reused
-        pending = self._submit(x, method, classes.index(target) if target is not None else None)
-        regions = image_regions(image01)  # on this thread while the model works on the heatmap
-        out = pending.result()
+        target_index = classes.index(target) if target is not None else None
+        if self.is_slow(method):
+            regions = image_regions(image01)
+            out = self.slow_lane.run(x, method, target_index)
+        else:
+            pending = self._submit(x, method, target_index)
+            regions = image_regions(image01)  # on this thread while the model works on the heatmap
+            out = self._wait(pending)
         probs, heatmap, t = out.probabilities[0], out.heatmaps[0], int(out.targets[0])
         result = self._judge(index if decoded.is_volume else None, probs, check, decoded.notes)
         heatmap = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0, 1)

@@ -1,8 +1,9 @@
-"""Response shapes, declared for the OpenAPI page at /docs."""
+"""Response shapes: each route's response_model, so what is declared at /docs is what is sent
+(FastAPI validates every answer against it)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -55,6 +56,11 @@ class Attention(BaseModel):
     shares: dict[str, float] = Field(description="share of the heatmap's mass in tumor_candidates, brain (which "
                                                  "includes the candidates), skull and background")
     areas: dict[str, float] = Field(description="share of the image area of each region")
+    focus: str = Field(description="the region holding the heatmap's peak (the audit's focus zone), or "
+                                   "'none (empty heatmap)'")
+    concentration: dict[str, float | None] = Field(
+        description="attention share / area share for tumor_candidates and brain (1 = no preference); "
+                    "null when undefined")
 
 
 class ExplanationOut(BaseModel):
@@ -82,7 +88,8 @@ class SampleOut(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: Literal["ok", "degraded"]
+    problems: list[str] = Field(default_factory=list, description="why the status is degraded")
     model: ModelRef
     auth_required: bool
     version: str
@@ -96,3 +103,28 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+class ServiceInfo(BaseModel):
+    explain_methods: list[str]
+    default_method: str
+    slow_methods: list[str] = Field(description="methods that run one at a time in their own thread, within "
+                                                "a time budget, so that they never hold up predictions")
+    max_upload_mb: float
+    formats: str
+
+
+class ModelCard(BaseModel):
+    """The public card: no paths on the server, no hashes of training images."""
+
+    name: str
+    version: str
+    classes: list[str]
+    input: dict[str, Any] = Field(description="the preprocessing recipe")
+    temperature: float
+    metrics: dict[str, Any]
+    provenance: dict[str, Any] = Field(description="how the model was trained (data kind, split, counts, "
+                                                   "settings, library versions)")
+    checkpoint: str = Field(description="the checkpoint's file name")
+    card_markdown: str | None
+    service: ServiceInfo

@@ -37,6 +37,17 @@ class ServeSettings:
     # torch intra-op threads, process-wide: `tumorlens serve` sets 1 (it owns its process); None leaves
     # torch's setting alone, for an app embedded in a process that has its own.
     inference_threads: int | None = None
+    model_timeout_s: float = 30.0  # a request waits this long for the shared model threads, then 503
+    # slow explainers (slow_lane.py): their own thread; requests admitted at once (running or
+    # waiting) and the time budget of each, from admission to answer
+    slow_concurrency: int = 1
+    slow_budget_s: float = 120.0
+    request_timeout_s: float = 30.0  # a request must arrive in full within this (http.py)
+    max_connections: int = 64  # open connections; uvicorn answers 503 beyond
+    # decoding (decode_budget.py): what decoded pixels may hold at once across requests, and how long
+    # a request waits for its share before 503
+    decode_memory_mb: float = 768.0
+    decode_wait_s: float = 60.0
     samples_dir: Path | None = None  # None: the package's bundled samples
     model_card_path: Path | None = None  # None: MODEL_CARD.md beside the checkpoint, else the bundled card
 
@@ -51,9 +62,18 @@ class ServeSettings:
             raise TumorlensError(f"max_batch must be at least 1, got {self.max_batch}")
         if self.batch_wait_ms < 0:
             raise TumorlensError(f"batch_wait_ms must not be negative, got {self.batch_wait_ms}")
+        for name in ("model_timeout_s", "slow_budget_s", "request_timeout_s", "decode_memory_mb", "decode_wait_s"):
+            if not getattr(self, name) > 0:
+                raise TumorlensError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.slow_concurrency < 1 or self.max_connections < 1:
+            raise TumorlensError("slow_concurrency and max_connections must be at least 1")
         if not self.explain_methods:
             raise TumorlensError("explain_methods must name at least one method")
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def decode_memory_bytes(self) -> int:
+        return int(self.decode_memory_mb * 1024 * 1024)

@@ -9,6 +9,7 @@ are never trusted.
 from __future__ import annotations
 
 import hashlib
+import io
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class _PartCollector:
         self._hname = bytearray()
         self._hvalue = bytearray()
         self.error: ServiceError | None = None
+        self.ended = False  # the closing boundary was seen
 
     # header callbacks
     def on_part_begin(self):
@@ -82,6 +84,9 @@ class _PartCollector:
         ctype = part["headers"].get(b"content-type")
         part["content_type"] = ctype.decode("latin-1", "replace") if ctype else None
 
+    def on_end(self):
+        self.ended = True
+
     def on_part_data(self, data, start, end):
         part = self.parts[-1]
         part["data"] += data[start:end]
@@ -110,7 +115,7 @@ async def read_upload(request: Request, max_bytes: int) -> Upload:
     parser = MultipartParser(params[b"boundary"], callbacks={
         name: getattr(collector, name) for name in (
             "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished",
-            "on_part_data")})
+            "on_part_data", "on_end")})
     received = 0
     try:
         async for chunk in request.stream():
@@ -127,6 +132,9 @@ async def read_upload(request: Request, max_bytes: int) -> Upload:
         raise ServiceError(400, "client_disconnected", "the upload was interrupted") from None
     if collector.error is not None:
         raise collector.error
+    if not collector.ended:  # python-multipart's finalize() does not check this itself
+        raise ServiceError(400, "malformed_multipart",
+                           "the multipart/form-data body has no closing boundary (truncated upload?)")
 
     fields = {p["name"]: bytes(p["data"]).decode("utf-8", "replace") for p in collector.parts
               if p["filename"] is None and p["name"]}
@@ -136,6 +144,8 @@ async def read_upload(request: Request, max_bytes: int) -> Upload:
         raise ServiceError(
             422, "missing_file_field", f"no multipart field '{FILE_FIELD}' in the form (fields received: {got})"
         )
+    if len(files) > 1:  # which one would be predicted is a guess; the audit row must name one image
+        raise ServiceError(422, "multiple_files", f"the form has {len(files)} '{FILE_FIELD}' parts; send one file per request")
     part = files[0]
     if not part["data"]:
         raise ServiceError(422, "empty_upload", "the uploaded file is empty (0 bytes)")
@@ -186,17 +196,57 @@ def nifti_header_size(data: bytes) -> int:
     return 0
 
 
+def gunzip_head(data: bytes, n: int) -> bytes:
+    """The first n decompressed bytes of gzip data (fewer if it is shorter or damaged)."""
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, n)
+    except zlib.error:
+        return b""
+
+
+def nifti_data_size(header: bytes) -> int | None:
+    """Bytes a NIfTI-1/2 file needs (data offset + voxels x item size), from its header, or None."""
+    import nibabel as nib
+
+    size = nifti_header_size(header)
+    if not size:
+        return None
+    klass = nib.Nifti1Header if size == 348 else nib.Nifti2Header
+    try:
+        h = klass.from_fileobj(io.BytesIO(header[:size + 4]))
+        shape = h.get_data_shape()
+        voxels = 1
+        for s in shape:
+            voxels *= max(int(s), 1)
+        return int(h.get_data_offset()) + voxels * h.get_data_dtype().itemsize
+    except Exception:  # noqa: BLE001 - a damaged header: the decoder reports it
+        return None
+
+
 def gunzip_limited(data: bytes, max_out: int) -> bytes:
-    """Decompress gzip without ever holding more than max_out bytes (a gzip bomb stops here)."""
+    """Decompress gzip without ever holding more than max_out bytes (a gzip bomb stops here).
+
+    When the stream holds a NIfTI, its header says how many bytes the volume needs: a header that
+    asks for more than max_out is refused before anything else is inflated, and nothing past
+    what it needs (plus a little) is inflated."""
+    needed = nifti_data_size(gunzip_head(data, 544))
+    if needed is not None:
+        if needed > max_out:
+            raise ServiceError(413, "volume_too_large",
+                               f"the compressed file expands to {needed / 1048576:,.0f} MB (its NIfTI header says "
+                               f"so); the limit is {max_out / 1048576:g} MB")
+        limit = needed + 64 * 1024  # a NIfTI may carry a little padding after its data
+    else:
+        limit = max_out
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        out = d.decompress(data, max_out)
+        out = d.decompress(data, limit)
     except zlib.error:
         raise ServiceError(422, "corrupt_file", "damaged gzip data (truncated or not gzip)") from None
-    if d.unconsumed_tail:
+    if d.unconsumed_tail and needed is None:
         raise ServiceError(413, "volume_too_large",
                            f"the compressed file expands to more than {max_out / 1048576:g} MB")
-    if not d.eof:
+    if not d.eof and not d.unconsumed_tail:
         raise ServiceError(422, "corrupt_file", "truncated gzip data")
     return out
 

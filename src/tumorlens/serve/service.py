@@ -1,0 +1,173 @@
+"""The service's parts (model threads, audit trail, samples, keys, card) in one object, and the work
+of a request after its upload is read: decode -> input checks -> model -> audit row -> response body.
+
+Routes (routes/) reach it through the `service` dependency (deps.py); everything here runs in one
+worker-thread call per request (decoding, the model, the audit row, the body): one hop off the
+event loop and back, which keeps the loop free for the HTTP work and spares a thread wake-up per
+step on a busy CPU.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi.responses import Response
+
+from tumorlens.explain.methods import DEFAULT_METHOD
+from tumorlens.models.checkpoint import TumorModel, load_model
+from tumorlens.serve import schemas
+from tumorlens.serve.audit_trail import AuditTrail, AuditTrailError
+from tumorlens.serve.auth import KeyChecker, load_api_keys
+from tumorlens.serve.decode import DecodedInput, decode_upload
+from tumorlens.serve.decode_budget import DecodeBudget, estimate_decode_bytes
+from tumorlens.serve.errors import ServiceError
+from tumorlens.serve.model_card import find_card, model_description
+from tumorlens.serve.predictor import InputRefused, Predictor, SliceResult, heatmap_layer, png_bytes
+from tumorlens.serve.samples import SampleLibrary
+from tumorlens.serve.settings import ServeSettings
+from tumorlens.serve.upload import SUPPORTED, Upload
+
+log = logging.getLogger("tumorlens.serve")
+
+
+def resolve_model_path(settings: ServeSettings) -> Path:
+    if settings.model_path is not None:
+        return Path(settings.model_path)
+    from tumorlens.assets import default_model_path
+
+    return default_model_path()
+
+
+@dataclass
+class Service:
+    settings: ServeSettings
+    model: TumorModel
+    predictor: Predictor
+    audit: AuditTrail
+    samples: SampleLibrary
+    keys: KeyChecker
+    card: dict  # the public model card (model_card.py), with the service's own facts
+    decode_budget: DecodeBudget
+
+    @classmethod
+    def build(cls, settings: ServeSettings, model: TumorModel | None = None) -> Service:
+        """Raises CheckpointError, AuthConfigError or AuditTrailError with a clear message when the
+        model, the keys or the audit database are unusable."""
+        model_path = resolve_model_path(settings)
+        model = model or load_model(model_path)
+        keys = settings.api_keys if settings.api_keys is not None else load_api_keys(keys_file=settings.api_keys_file)
+        checker = KeyChecker(keys, enabled=settings.auth)
+        audit = AuditTrail(settings.db_url)
+        predictor = Predictor(model, settings)
+        predictor.warm_up()
+        card = model_description(model, model_path, find_card(model_path, settings.model_card_path))
+        card["service"] = {"explain_methods": list(settings.explain_methods), "default_method": DEFAULT_METHOD,
+                           "slow_methods": [m for m in settings.explain_methods if predictor.is_slow(m)],
+                           "max_upload_mb": settings.max_upload_mb, "formats": SUPPORTED}
+        budget = DecodeBudget(settings.decode_memory_bytes, settings.decode_wait_s)
+        return cls(settings, model, predictor, audit, SampleLibrary(settings.samples_dir), checker, card, budget)
+
+    def close(self) -> None:
+        self.predictor.close()
+        self.audit.close()
+
+    @property
+    def model_ref(self) -> dict:
+        return {"name": self.model.arch, "version": self.model.version}
+
+    # -- steps shared by predict and explain ----------------------------------------------------
+    def log_results(self, rid: str, endpoint: str, upload: Upload, decoded: DecodedInput,
+                    results: list[SliceResult], key_id: str | None, method: str | None = None) -> None:
+        rows = [{
+            "request_id": rid, "endpoint": endpoint, "model_version": self.model.version,
+            "image_sha256": upload.sha256, "input_format": decoded.format, "slice_index": r.index,
+            "status": r.status, "predicted_class": r.predicted_class, "confidence": r.confidence,
+            "probabilities": r.probabilities, "findings": sorted({w.code for w in r.warnings}) or None,
+            "method": method, "api_key_id": key_id,
+        } for r in results]
+        try:
+            self.audit.record(rows)
+        except AuditTrailError as exc:
+            log.error("%s (request %s)", exc, rid)
+            # No unlogged predictions: without its audit row the answer is withheld.
+            raise ServiceError(503, "audit_trail_unavailable", "the audit trail cannot be written; try again later",
+                               headers={"Retry-After": "10"}) from None
+
+    def response_body(self, rid: str, upload: Upload, decoded: DecodedInput, results: list[SliceResult]) -> dict:
+        """The PredictResponse shape (schemas.py), as the route's response_model checks it."""
+        single = None if decoded.is_volume else results[0]
+        return {
+            "request_id": rid,
+            "model": self.model_ref,
+            "input": {"format": decoded.format, "filename": upload.filename, "sha256": upload.sha256,
+                      "width": decoded.meta["width"], "height": decoded.meta["height"],
+                      "slices": decoded.meta["slices"]},
+            "status": single.status if single else None,
+            "predicted_class": single.predicted_class if single else None,
+            "confidence": single.confidence if single else None,
+            "probabilities": single.probabilities if single else None,
+            "warnings": [w.to_dict() for w in single.warnings] if single else [{"code": "note", "message": n} for n in decoded.notes],
+            "slices": None if single else [r.to_dict() for r in results],
+            "disclaimer": schemas.DISCLAIMER,
+        }
+
+    def decode(self, upload: Upload) -> DecodedInput:
+        return decode_upload(upload.data, self.settings)
+
+    # -- the two kinds of request (called in a worker thread) -----------------------------------
+    # The decode budget is held until the answer is built: the decoded slices live that long.
+    def predict(self, rid: str, upload: Upload, key_id: str | None) -> dict:
+        with self.decode_budget.hold(estimate_decode_bytes(upload.data, self.settings.max_pixels)):
+            return self._predict(rid, upload, key_id)
+
+    def explain(self, rid: str, upload: Upload, key_id: str | None, method: str, target: str | None,
+                slice_index: int | None, alpha: float, wants_png: bool) -> dict | Response:
+        with self.decode_budget.hold(estimate_decode_bytes(upload.data, self.settings.max_pixels)):
+            return self._explain(rid, upload, key_id, method, target, slice_index, alpha, wants_png)
+
+    def _predict(self, rid: str, upload: Upload, key_id: str | None) -> dict:
+        decoded = self.decode(upload)
+        results = self.predictor.predict(decoded)
+        self.log_results(rid, "predict", upload, decoded, results, key_id)
+        if not decoded.is_volume and results[0].status == "refused":
+            raise InputRefused(results[0])
+        if decoded.is_volume and all(r.status == "refused" for r in results):
+            raise ServiceError(422, "blank_image", "refused: every slice of the volume is blank or unusable")
+        return self.response_body(rid, upload, decoded, results)
+
+    def _explain(self, rid: str, upload: Upload, key_id: str | None, method: str, target: str | None,
+                 slice_index: int | None, alpha: float, wants_png: bool) -> dict | Response:
+        from tumorlens.explain import overlay
+
+        decoded = self.decode(upload)
+        try:
+            ex = self.predictor.explain(decoded, slice_index, method, target)
+        except InputRefused as refused:
+            self.log_results(rid, "explain", upload, decoded, [refused.result], key_id, method)
+            raise
+        self.log_results(rid, "explain", upload, decoded, [ex.result], key_id, method)
+        overlay_rgb = overlay(ex.image01, ex.heatmap, alpha=alpha)
+        r = ex.result
+        if wants_png:
+            return Response(png_bytes(overlay_rgb), media_type="image/png", headers={
+                "X-Status": r.status, "X-Predicted-Class": r.predicted_class or "",
+                "X-Confidence": "" if r.confidence is None else f"{r.confidence:.4f}", "X-Method": method})
+        body = self.response_body(rid, upload, decoded, [r])
+        if decoded.is_volume:  # explain answers for one slice: report it like a single image
+            body.update(status=r.status, predicted_class=r.predicted_class, confidence=r.confidence,
+                        probabilities=r.probabilities, warnings=[w.to_dict() for w in r.warnings])
+        body["explanation"] = {
+            "method": method, "target_class": ex.target_class, "slice": r.index,
+            "overlay_png": _b64(png_bytes(overlay_rgb)),
+            "heatmap_png": _b64(png_bytes(heatmap_layer(ex.heatmap))),
+            "image_png": _b64(png_bytes((ex.image01 * 255).round().astype("uint8"))),
+            "attention": ex.attention.to_dict(), "summary": ex.summary,
+        }
+        return body
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
