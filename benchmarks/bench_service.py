@@ -1,7 +1,7 @@
 """Load and honesty figures for `tumorlens serve`, on the real data in ../shared/data.
 
     .venv/bin/python benchmarks/bench_service.py [--model CKPT] [--predict 2000] [--explain 400]
-        [--clients 4] [--skip-load] [--skip-checks]
+        [--clients 4] [--only load,checks,isolation,bombs,soak] [--soak-seconds 120]
 
 load: a real uvicorn (`tumorlens serve`) on 127.0.0.1 with the default model, a fixed number of
   requests from 4 concurrent clients (threads, one httpx connection each) uploading Kaggle Testing
@@ -10,7 +10,13 @@ load: a real uvicorn (`tumorlens serve`) on 127.0.0.1 with the default model, a 
   after the 2,000 predictions.
 checks: how often the input check wrongly flags a real MRI slice (all Kaggle and figshare slices),
   and how much of the expert tumor masks the tumor-candidate rule covers (all figshare slices).
-Writes its own section of benchmarks/RESULTS.md.
+isolation (issue 19): /v1/predict p50/p95 from 4 clients while one Score-CAM request runs (it
+  runs in the slow lane), against the same clients without it.
+bombs: server RSS under eight concurrent decompression bombs (4096 x 4096 RGBA 16-bit PNGs of
+  ~140 KB, then gzipped 512 x 512 x 200 float32 NIfTI volumes of ~200 KB).
+soak: 8 clients for 2 minutes, mixed good uploads (200 expected), bad uploads (4xx expected) and
+  Grad-CAM explanations; errors = any other answer or a failed connection; RSS every 5 s.
+Each part writes its own `## bench_service.py <part>` section of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -268,6 +274,214 @@ def bench_checks() -> list[str]:
     return lines
 
 
+def rss_watch(pid: int, every: float = 0.05):
+    """Start sampling a process's RSS; returns (samples list, stop function)."""
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
+    t0 = time.perf_counter()
+
+    def run():
+        while not stop.is_set():
+            samples.append((time.perf_counter() - t0, rss_mb(pid)))
+            stop.wait(every)
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+
+    def done():
+        stop.set()
+        th.join()
+        return samples
+
+    return samples, done
+
+
+def load_conditions() -> str:
+    la = os.getloadavg()
+    return (f"machine load average {la[0]:.1f} (1 min) / {la[1]:.1f} (5 min) on 2 cores shared with other "
+            "sessions' trainings and tests: latencies are noisy")
+
+
+def bench_isolation(args) -> list[str]:
+    payloads = load_payloads(100)
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = Server(args.model, Path(tmp), args.threads, args.workers)
+        try:
+            run_load(srv.url, "/v1/predict", payloads, 40, args.clients, "warm-up")
+            conditions0 = load_conditions()
+            base, base_err, _, _ = run_load(srv.url, "/v1/predict", payloads, 400, args.clients, "predict alone")
+            name, data = payloads[0]
+            body, ctype = multipart(name, data)
+            out = {}
+
+            def scorecam():
+                t0 = time.perf_counter()
+                r = httpx.post(srv.url + "/v1/explain?method=scorecam", content=body,
+                               headers={"content-type": ctype}, timeout=900)
+                out.update(status=r.status_code, seconds=time.perf_counter() - t0,
+                           code=None if r.status_code == 200 else r.json()["error"]["code"])
+
+            th = threading.Thread(target=scorecam)
+            th.start()
+            time.sleep(1.0)
+            during: list[float] = []
+            errors: list[str] = []
+            while th.is_alive():  # batches of predictions for as long as Score-CAM runs
+                lat, err, _, _ = run_load(srv.url, "/v1/predict", payloads, 40, args.clients, "predict during Score-CAM")
+                if th.is_alive():
+                    during += lat
+                    errors += err
+            th.join()
+            conditions1 = load_conditions()
+        finally:
+            srv.stop()
+    return [
+        f"Default model, server as `tumorlens serve` (1 model thread, 1 torch thread), {args.clients} clients "
+        "uploading Kaggle and figshare slices; one `POST /v1/explain?method=scorecam` started 1 s into the second "
+        f"phase. Before: {conditions0}; after: {conditions1}.",
+        "",
+        "| phase | predictions | errors | p50 ms | p95 ms | target p95 |",
+        "|---|---|---|---|---|---|",
+        f"| without Score-CAM | {len(base)} | {len(base_err)} | {pct(base, 50):.0f} | {pct(base, 95):.0f} | |",
+        f"| while Score-CAM runs | {len(during)} | {len(errors)} | {pct(during, 50):.0f} | {pct(during, 95):.0f} | < 100 |",
+        "",
+        f"The Score-CAM request: HTTP {out.get('status')} ({out.get('code') or 'explained'}) after "
+        f"{out.get('seconds', float('nan')):.1f} s (its lane runs at the lowest CPU priority; budget "
+        "`--slow-budget`, default 120 s).",
+    ]
+
+
+def png_bomb() -> bytes:
+    import cv2
+
+    a = np.zeros((4096, 4096, 4), np.uint16)
+    a[..., 3] = 65535
+    a[::64, :, 0] = 40000
+    return cv2.imencode(".png", a, [cv2.IMWRITE_PNG_COMPRESSION, 9])[1].tobytes()
+
+
+def nifti_bomb() -> bytes:
+    import gzip
+
+    import nibabel as nib
+
+    return gzip.compress(nib.Nifti1Image(np.zeros((512, 512, 200), np.float32), np.eye(4)).to_bytes(), 9)
+
+
+def bench_bombs(args) -> list[str]:
+    lines = [f"Eight concurrent uploads of each bomb to a fresh `tumorlens serve` (default limits: decode budget "
+             f"768 MB); {load_conditions()}.", "",
+             "| bomb | file size | statuses | RSS before MB | peak MB | rise MB | after MB | target rise |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, data, name in (("PNG 4096 x 4096 RGBA 16-bit", png_bomb(), "b.png"),
+                              ("NIfTI 512 x 512 x 200 float32, gzip", nifti_bomb(), "b.nii.gz")):
+        with tempfile.TemporaryDirectory() as tmp:
+            srv = Server(args.model, Path(tmp), args.threads, args.workers)
+            try:
+                run_load(srv.url, "/v1/predict", load_payloads(20), 20, 2, "warm-up")
+                before = rss_mb(srv.proc.pid)
+                samples, done = rss_watch(srv.proc.pid)
+                statuses: list[int | str] = []
+                body, ctype = multipart(name, data)
+
+                def send():
+                    try:
+                        r = httpx.post(srv.url + "/v1/predict", content=body, headers={"content-type": ctype}, timeout=900)
+                        statuses.append(r.status_code)
+                    except httpx.HTTPError as exc:
+                        statuses.append(type(exc).__name__)
+
+                threads = [threading.Thread(target=send) for _ in range(8)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                time.sleep(1)
+                peak = max(m for _, m in done())
+                after = rss_mb(srv.proc.pid)
+            finally:
+                srv.stop()
+        counts = ", ".join(f"{k} x{statuses.count(k)}" for k in sorted(set(statuses), key=str))
+        lines.append(f"| {label} | {len(data) / 1024:.0f} KB | {counts} | {before:.0f} | {peak:.0f} | "
+                     f"{peak - before:+.0f} | {after:.0f} | < +1024 |")
+    return lines
+
+
+def bad_payloads() -> list[tuple[str, bytes]]:
+    good = (KAGGLE / "Testing" / "glioma").glob("*.jpg").__next__().read_bytes()
+    return [("x.png", b""), ("x.png", b"GIF89a" + b"\0" * 100), ("x.jpg", good[: len(good) // 2]),
+            ("x.png", b"\x89PNG\r\n\x1a\n" + b"\x07" * 300), ("x.txt", b"hello world\n" * 20)]
+
+
+def bench_soak(args) -> list[str]:
+    good = load_payloads(100)
+    bad = bad_payloads()
+    mix = [("/v1/predict", multipart(*p), 200) for p in good[:60]] + \
+          [("/v1/explain?method=gradcam", multipart(*p), 200) for p in good[60:]] + \
+          [("/v1/predict", multipart(*p), 400) for p in bad] * 4
+    random.Random(0).shuffle(mix)
+    with tempfile.TemporaryDirectory() as tmp:
+        srv = Server(args.model, Path(tmp), args.threads, args.workers)
+        try:
+            run_load(srv.url, "/v1/predict", good, 40, 2, "warm-up")
+            conditions0 = load_conditions()
+            samples, done = rss_watch(srv.proc.pid, every=5.0)
+            stop_at = time.perf_counter() + args.soak_seconds
+            counts = {"good": 0, "bad": 0, "explain": 0}
+            lat: list[float] = []
+            errors: list[str] = []
+            lock = threading.Lock()
+            bar = tqdm(total=int(args.soak_seconds), desc="soak", unit="s")
+
+            def client(k: int):
+                i = k
+                with httpx.Client(base_url=srv.url, timeout=120) as c:
+                    while time.perf_counter() < stop_at:
+                        path, (body, ctype), expect = mix[i % len(mix)]
+                        i += 8
+                        t0 = time.perf_counter()
+                        try:
+                            r = c.post(path, content=body, headers={"content-type": ctype})
+                            ok = r.status_code == 200 if expect == 200 else 400 <= r.status_code < 500
+                            if not ok:
+                                with lock:
+                                    errors.append(f"{path} {r.status_code} {r.text[:100]}")
+                        except httpx.HTTPError as exc:
+                            with lock:
+                                errors.append(f"{path} {exc!r}")
+                        with lock:
+                            lat.append(time.perf_counter() - t0)
+                            counts["explain" if "explain" in path else "good" if expect == 200 else "bad"] += 1
+
+            threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+            for t in threads:
+                t.start()
+            while any(t.is_alive() for t in threads):
+                time.sleep(1)
+                bar.n = min(int(args.soak_seconds), bar.n + 1)
+                bar.refresh()
+            bar.close()
+            rss = [m for _, m in done()]
+            alive = srv.proc.poll() is None
+            conditions1 = load_conditions()
+        finally:
+            srv.stop()
+    total = sum(counts.values())
+    third = max(1, len(rss) // 3)
+    return [
+        f"8 clients for {args.soak_seconds:.0f} s against `tumorlens serve` (default settings): good uploads "
+        f"(Kaggle and figshare slices, 200 expected), bad ones (empty, GIF, truncated JPEG, damaged PNG, text: 4xx "
+        f"expected) and Grad-CAM explanations. Before: {conditions0}; after: {conditions1}.",
+        "",
+        f"Requests: {total} ({counts['good']} predictions, {counts['bad']} bad uploads, {counts['explain']} "
+        f"explanations), {total / args.soak_seconds:.1f} req/s; errors: {len(errors)} (target 0); latency over all "
+        f"p50 {pct(lat, 50):.0f} ms, p95 {pct(lat, 95):.0f} ms; server alive at the end: {alive}.",
+        "",
+        f"Server RSS every 5 s: first {rss[0]:.0f} MB, mean of the first third {np.mean(rss[:third]):.0f} MB, of the "
+        f"last third {np.mean(rss[-third:]):.0f} MB, max {max(rss):.0f} MB, last {rss[-1]:.0f} MB.",
+    ] + ([f"First errors: {errors[:3]}"] if errors else [])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=None, help="checkpoint (default: the bundled default model)")
@@ -276,23 +490,24 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--threads", type=int, default=None, help="server torch threads (default: the CLI's)")
     ap.add_argument("--workers", type=int, default=None, help="server model threads (default: the CLI's)")
-    ap.add_argument("--skip-load", action="store_true")
-    ap.add_argument("--skip-checks", action="store_true")
+    ap.add_argument("--only", default="load,checks,isolation,bombs,soak",
+                    help="comma-separated parts to run: load, checks, isolation, bombs, soak")
+    ap.add_argument("--soak-seconds", type=float, default=120.0)
     ap.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
     args = ap.parse_args()
     if not KAGGLE.is_dir() or not FIGSHARE.is_dir():
         raise SystemExit(f"needs the real data in {SHARED}")
-    lines: list[str] = []
-    if not args.skip_load:
-        lines += ["### load", ""] + bench_load(args) + [""]
-    if not args.skip_checks:
-        lines += ["### input check and tumor candidates", ""] + bench_checks()
-    print("\n".join(lines))
-    if not args.no_write:
-        from results import write_section  # benchmarks/results.py: replaces only this script's section
+    parts = {"load": bench_load, "checks": lambda a: bench_checks(), "isolation": bench_isolation,
+             "bombs": bench_bombs, "soak": bench_soak}
+    command = " ".join([".venv/bin/python benchmarks/bench_service.py"] + sys.argv[1:])
+    for part in [p.strip() for p in args.only.split(",") if p.strip()]:
+        lines = parts[part](args)
+        print(f"### {part}\n\n" + "\n".join(lines) + "\n")
+        if not args.no_write:
+            from results import write_section  # benchmarks/results.py: replaces only this part's section
 
-        command = " ".join([".venv/bin/python benchmarks/bench_service.py"] + sys.argv[1:])
-        write_section("bench_service.py", f"Command: `{command}` ({time.strftime('%Y-%m-%d')}).\n\n" + "\n".join(lines))
+            write_section(f"bench_service.py {part}",
+                          f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).\n\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":

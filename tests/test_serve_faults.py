@@ -31,7 +31,7 @@ from tumorlens.serve.settings import ServeSettings
 from tumorlens.serve.slow_lane import is_slow
 
 KEY = {"X-API-Key": API_KEY}
-SLOW = ("gradcam", "scorecam", "ig", "gradshap")
+SLOW = ("gradcam", "scorecam", "ig", "gradshap")  # methods this app serves
 
 
 @pytest.fixture(scope="module")
@@ -389,3 +389,48 @@ def test_dead_model_thread_is_restarted_and_reported(model_path):
     out = runner.run(x, timeout=30)  # a new thread picks the job up
     assert out.probabilities.shape == (1, len(CLASSES)) and runner.restarts == 1
     runner.close()
+
+
+# -- 5. pictures that are not brain MRI get a warning ------------------------------------------------
+
+def grey(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
+def xray_on_dark_background() -> np.ndarray:
+    import cv2
+
+    from serve_support import chest_xray
+
+    canvas = np.zeros((400, 400), np.uint8)
+    canvas[60:340, 60:340] = cv2.resize(chest_xray(256), (280, 280))
+    return canvas
+
+
+def non_mri_pictures() -> dict[str, np.ndarray]:
+    from sklearn.datasets import load_sample_image
+
+    rng = np.random.default_rng(0)
+    return {"grey flower photograph": grey(load_sample_image("flower.jpg")),
+            "dark noise": (rng.random((256, 256)) ** 3 * 255).astype(np.uint8),
+            "chest X-ray on a dark background": xray_on_dark_background()}
+
+
+@pytest.mark.parametrize("name", ["grey flower photograph", "dark noise", "chest X-ray on a dark background"])
+def test_non_mri_pictures_get_no_class_and_a_warning(client, name):
+    r = predict(client, png(non_mri_pictures()[name]))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "out_of_distribution" and body["predicted_class"] is None, body
+    assert any(w["code"] == "unlike_training_data" and "brain MRI" in w["message"] for w in body["warnings"])
+
+
+def test_head_slices_pass_the_head_check():
+    from tumorlens.serve.ood import check_input
+
+    for seed in range(5):
+        for tumor in (True, False):
+            check = check_input(head_slice(160, tumor=tumor, seed=seed).astype(np.float32))
+            assert check.ok, check.findings

@@ -5,9 +5,14 @@ bench_service.py reports how many real slices each rule flags):
 - colour photographs: MRI is grayscale; clearly coloured pixels -> refused;
 - frame-filling pictures (X-rays of the chest or limbs, photos, documents): an MRI slice shows the
   head on a dark background, so its frame edge is dark and a good share of pixels is near black;
-- blank images (one value everywhere).
-What it cannot tell: a grayscale picture of something else on a dark background (a hand X-ray,
-a CT slice) can pass; the model's own low confidence is the last line and is reported too.
+- blank images (one value everywhere);
+- pictures without a head's outline (issue 19: a grey flower photograph, dark noise, a chest X-ray
+  on a dark background were answered "ok"): the audit's own head segmentation (tumorlens.anatomy.regions) is run
+  on the image, and the head it finds must look like one: its outline not a rectangle (a radiograph's
+  plate, a photo pasted on black), close to an ellipse, and the background around it dark.
+What it cannot tell: a grayscale picture of a rounded object on a dark background (a hand X-ray,
+a CT slice, a fundus photograph) can pass; the model's own low confidence is the last line and is
+reported too.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from tumorlens.anatomy.regions import segment_regions
+
 STATS_SIZE = 128
 # Share of clearly coloured pixels: the most coloured real slice has 0.04 (JPEG chroma noise).
 COLOUR_REFUSE = 0.10
@@ -25,6 +32,11 @@ COLOUR_REFUSE = 0.10
 EDGE_MAX = 0.45
 # Share of near-black pixels (< 0.1 after a 1-99 % percentile stretch): real slices keep above 0.05.
 DARK_MIN = 0.03
+# The head outline, on the same 128 px stretched image (thresholds from 3,000 random Kaggle and
+# figshare slices, then checked on all 10,083 by bench_service.py; flower, noise and X-ray in tests):
+HEAD_RECT_MAX = 0.95  # head area / its minimum-area rectangle: real slices at most 0.92, a pasted X-ray 1.0
+HEAD_ELLIPSE_MIN = 0.66  # IoU of the head with its fitted ellipse: 99.9 % of real slices above 0.67
+BACKGROUND_MAX = 0.16  # mean stretched intensity outside the head: real slices below 0.094 (99.5 %); the flower 0.164
 
 
 @dataclass
@@ -48,8 +60,27 @@ class InputCheck:
         return not (self.refuse or self.unlike_training)
 
 
+def head_shape(s: np.ndarray) -> dict:
+    """How head-like the audit's head segmentation of the [0, 1] image is (see module docstring)."""
+    regions = segment_regions(s)
+    head = regions.head
+    area = int(head.sum())
+    if area < 0.01 * head.size or area == head.size:
+        return {"head_share": area / head.size, "head_rect": None, "head_ellipse": None, "background_mean": None}
+    contours, _ = cv2.findContours(head.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    outline = max(contours, key=cv2.contourArea)
+    _, (w, h), _ = cv2.minAreaRect(outline)
+    ellipse = np.zeros(head.shape, np.uint8)
+    if len(outline) >= 5:
+        cv2.ellipse(ellipse, cv2.fitEllipse(outline), 1, -1)
+    ellipse = ellipse.astype(bool)
+    return {"head_share": area / head.size, "head_rect": float(area / max(w * h, 1.0)),
+            "head_ellipse": float((head & ellipse).sum() / max((head | ellipse).sum(), 1)),
+            "background_mean": float(s[regions.background].mean())}
+
+
 def image_statistics(image: np.ndarray) -> dict:
-    """Edge brightness and dark share of a 2-D image after a robust [0, 1] stretch."""
+    """Edge brightness, dark share and head shape of a 2-D image after a robust [0, 1] stretch."""
     img = np.asarray(image, dtype=np.float32)
     interp = cv2.INTER_AREA if max(img.shape) > STATS_SIZE else cv2.INTER_LINEAR
     small = cv2.resize(img, (STATS_SIZE, STATS_SIZE), interpolation=interp)
@@ -60,7 +91,23 @@ def image_statistics(image: np.ndarray) -> dict:
     edge = np.ones_like(s, dtype=bool)
     m = STATS_SIZE // 20
     edge[m:-m, m:-m] = False
-    return {"blank": False, "edge_mean": float(s[edge].mean()), "dark_share": float(np.mean(s < 0.1))}
+    return {"blank": False, "edge_mean": float(s[edge].mean()), "dark_share": float(np.mean(s < 0.1)),
+            **head_shape(s.astype(np.float32))}
+
+
+def _not_a_head(stats: dict) -> str | None:
+    if stats["head_rect"] is None:
+        return "no head outline was found"
+    if stats["head_rect"] > HEAD_RECT_MAX:
+        return (f"the bright area is a rectangle ({stats['head_rect']:.2f} of its bounding box filled; "
+                f"head outlines stay below {HEAD_RECT_MAX})")
+    if stats["head_ellipse"] < HEAD_ELLIPSE_MIN:
+        return (f"the bright area is not head-shaped (overlap with an ellipse {stats['head_ellipse']:.2f}; "
+                f"brain slices have over {HEAD_ELLIPSE_MIN})")
+    if stats["background_mean"] > BACKGROUND_MAX:
+        return (f"the background around the object is not dark (mean {stats['background_mean']:.3f}; "
+                f"brain MRI slices stay below {BACKGROUND_MAX})")
+    return None
 
 
 def check_input(image: np.ndarray, colour: float = 0.0, meta: dict | None = None) -> InputCheck:
@@ -90,6 +137,9 @@ def check_input(image: np.ndarray, colour: float = 0.0, meta: dict | None = None
             "unlike_training_data",
             f"almost no dark background ({stats['dark_share']:.1%} of pixels; brain MRI slices have "
             f"over {DARK_MIN:.0%}): this does not look like a head on a dark background"))
+    elif (reason := _not_a_head(stats)) is not None:
+        out.unlike_training = True
+        out.findings.append(Finding("unlike_training_data", f"{reason}: this does not look like a brain MRI slice"))
     modality = (meta.get("modality") or "").upper()
     if modality and modality != "MR":
         out.unlike_training = True
