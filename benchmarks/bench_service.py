@@ -104,7 +104,11 @@ class Server:
 
     def stop(self):
         self.proc.terminate()
-        self.proc.wait(timeout=20)
+        try:
+            self.proc.wait(timeout=60)  # generous: on a loaded machine shutdown takes its time
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         self.log.close()
 
 
