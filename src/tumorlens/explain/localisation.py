@@ -65,12 +65,11 @@ def stage_strides(net: nn.Module, size: int) -> dict[int, str]:
 
 
 def stage_layers(net: nn.Module, size: int, strides) -> list[str]:
-    """Layer names at the given output strides (each: the nearest stride the network has)."""
+    """Layer names at the given output strides (each: the nearest stride the network has); empty
+    when the network has no stage with spatial output."""
     have = stage_strides(net, size)
     if not have:
-        from tumorlens.explain.methods import ExplainError
-
-        raise ExplainError(f"{type(net).__name__} has no convolutional stage with spatial output at {size} px")
+        return []  # the caller (a method's layer choice) says what is wrong
     names = []
     for s in strides:
         nearest = min(have, key=lambda k: (abs(np.log2(k / s)), -k))

@@ -131,7 +131,10 @@ class Method:
 def _stride16_stage(net, size: int) -> list[str]:
     from tumorlens.explain.localisation import stage_layers
 
-    return stage_layers(net, size, [16])
+    names = stage_layers(net, size, [16])
+    if not names:
+        raise ExplainError(f"{type(net).__name__} has no convolutional stage with spatial output at {size} px")
+    return names
 
 
 _SMOOTH = {"eigen_smooth": False}
