@@ -31,6 +31,8 @@ def register(app: typer.Typer) -> None:
                                                     "'none', or a folder"),
         class_map: str | None = typer.Option(None, "--class-map", help="rename dataset classes: old=new,..."),
         seed: int = typer.Option(0, "--seed"),
+        robustness_n: str = typer.Option("512", "--robustness-n", help="images re-run under each acquisition "
+                                         "shift (seeded, class-stratified subset); 'all', or 0 to skip"),
         compare: Path | None = typer.Option(None, "--compare", help="an earlier audit folder: also write "
                                             "comparison.html/.json (that audit = A, this one = B)"),
     ) -> None:
@@ -43,7 +45,7 @@ def register(app: typer.Typer) -> None:
 
                 load_summary(compare)
             summary = _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n, data_checks,
-                           training_data, class_map, seed)
+                           training_data, class_map, seed, _robustness_n(robustness_n))
         _print_verdict(summary, out)
         if compare is not None:
             from tumorlens.audit.compare_commands import print_comparison, run_compare
@@ -59,8 +61,19 @@ def _default_methods():
     return DEFAULT_METHODS
 
 
+def _robustness_n(text: str) -> int | None:
+    from tumorlens.audit.config import AuditError
+
+    if text.strip().lower() == "all":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise AuditError(f"--robustness-n takes a number of images or 'all', got {text!r}") from None
+
+
 def _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n, data_checks, training_data,
-         class_map, seed):
+         class_map, seed, robustness_n=512):
     from tumorlens.audit.config import AuditConfig, AuditError
     from tumorlens.audit.runner import run_audit
     from tumorlens.data.sources import open_dataset
@@ -82,7 +95,8 @@ def _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n
         samples = open_dataset(data, class_map=class_map)
     tm = load_model(model)
     cfg = AuditConfig(methods=tuple(methods.split(",")), limit=limit, batch_size=batch_size, compare_n=compare_n,
-                      sanity_n=sanity_n, data_checks=data_checks, training_data=training_data, seed=seed)
+                      sanity_n=sanity_n, data_checks=data_checks, training_data=training_data, seed=seed,
+                      robustness_n=robustness_n)
     for s in samples.skipped[:5]:
         typer.secho(f"skipped {s.path}: {s.reason}", fg=typer.colors.YELLOW, err=True)
     if len(samples.skipped) > 5:

@@ -20,8 +20,9 @@ def default_checks() -> list[Check]:
     from tumorlens.audit.checks.explainer_maps import ExplainerMapsCheck
     from tumorlens.audit.checks.faithfulness import FaithfulnessCheck
     from tumorlens.audit.checks.leakage import LeakageCheck
+    from tumorlens.audit.checks.robustness import RobustnessCheck
     from tumorlens.audit.checks.sanity import SanityCheck
     from tumorlens.audit.checks.shortcut import ShortcutCheck
 
     return [LeakageCheck(), ClassificationCheck(), AttentionCheck(), ShortcutCheck(), ExplainerMapsCheck(),
-            FaithfulnessCheck(), SanityCheck(), CounterfactualCheck()]
+            FaithfulnessCheck(), SanityCheck(), CounterfactualCheck(), RobustnessCheck()]
