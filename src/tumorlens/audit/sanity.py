@@ -24,6 +24,7 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 from tumorlens.models.checkpoint import TumorModel
+from tumorlens.seeding import seeded
 
 MAX_SPEARMAN = 0.5
 MAX_SSIM = 0.7
@@ -93,8 +94,7 @@ def cascading_randomisation(
     modules = dict(net.named_modules())
     done = 0
     steps = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):  # re-initialisation draws from torch's global generator
         for cut in cuts:
             for name in layers[done:cut]:
                 modules[name].reset_parameters()
