@@ -63,7 +63,7 @@ def shift_table(clean: dict, shifts: list[dict], classes: list[str]) -> str:
     return "\n".join([head, rule, *rows])
 
 
-def bench_shifts(model_path: Path, data: Path) -> str:
+def bench_shifts(model_path: Path, data: Path, limit: int | None = None) -> str:
     import torch
 
     from tumorlens.data.sources import open_dataset
@@ -75,14 +75,20 @@ def bench_shifts(model_path: Path, data: Path) -> str:
     ds = open_dataset(data / "Testing" if (data / "Testing").is_dir() else data)
     index = {c: i for i, c in enumerate(model.classes)}
     truth = np.array([index[s.label] for s in ds.samples])
+    if limit is not None:
+        from tumorlens.audit.checks.robustness import stratified_subset
+
+        ds = ds.subset(stratified_subset(truth, limit, 0))
+        truth = np.array([index[s.label] for s in ds.samples])
     load0 = _load()
     images = acquired_images(model.recipe, [s.image for s in ds.samples])
     ev = evaluate_under_shifts(model, images, truth)
     clean, shifts = ev.clean(), ev.metrics()
     worst = max(shifts, key=lambda m: clean["accuracy"] - m["accuracy"])
-    cmd = f"`.venv/bin/python benchmarks/bench_robustness.py shifts --model {model_path} --data {data}`"
+    cmd = (f"`.venv/bin/python benchmarks/bench_robustness.py shifts --model {model_path} --data {data}"
+           + (f" --limit {limit}`" if limit else "`"))
     return f"""Command: {cmd} ({time.strftime('%Y-%m-%d %H:%M')} UTC), model `{model.version}`, {len(truth)} slices of
-`{data.name}/Testing`; every slice through the model clean and under each of the {len(shifts)} shifts of
+`{data.name}/Testing`{' (seeded class-stratified subset)' if limit else ''}; every slice through the model clean and under each of the {len(shifts)} shifts of
 `tumorlens.shifts` (TorchIO; JPEG via Pillow), each shifted image re-scaled by the recipe as a file would be.
 
 {shift_table(clean, shifts, model.classes)}
@@ -143,12 +149,13 @@ def main(argv=None) -> None:
     p.add_argument("--model", type=Path, default=ROOT / "src" / "tumorlens" / "assets" / "default_model.pt")
     p.add_argument("--data", type=Path, default=KAGGLE)
     p.add_argument("--out", type=Path, default=Path("/tmp/tumorlens-bench-robustness/kaggle"))
+    p.add_argument("--limit", type=int, default=None, help="shifts: a seeded class-stratified subset of N slices")
     p.add_argument("--no-write", action="store_true", help="print, do not touch RESULTS.md")
     args, extra = p.parse_known_args(argv)
     if not args.data.exists():
         raise SystemExit(f"{args.data} not found")
     for part in args.parts:
-        body = (bench_shifts(args.model, args.data) if part == "shifts"
+        body = (bench_shifts(args.model, args.data, args.limit) if part == "shifts"
                 else bench_audit(args.model, args.data, args.out, extra))
         print(body)
         if not args.no_write:
