@@ -32,3 +32,20 @@ def silhouette(regions: Regions, line_fraction: float = LINE_FRACTION) -> np.nda
     t = max(1, int(round(min(h, w) * line_fraction)))
     lines = outline(regions.head, t) | outline(regions.brain, t)
     return lines.astype(np.float32)
+
+
+def accuracy_vs_chance(truth, pred_edited, n_classes: int, margin: float, alpha: float) -> dict:
+    """Accuracy on an edited version against chance (the better of the majority class and 1/K),
+    one-sided binomial test (scipy), as the brain-blanked test of audit/shortcuts.py does it."""
+    from scipy.stats import binomtest
+
+    truth, pred_edited = np.asarray(truth), np.asarray(pred_edited)
+    n = len(truth)
+    if n == 0:
+        return {"n": 0, "flagged": False}
+    chance = max(float(np.bincount(truth, minlength=n_classes).max() / n), 1.0 / n_classes)
+    hits = int(np.sum(truth == pred_edited))
+    p = float(binomtest(hits, n, chance, alternative="greater").pvalue)
+    acc = hits / n
+    return {"n": n, "accuracy": acc, "chance": chance, "above_chance": acc - chance, "binomial_p": p,
+            "flagged": bool(p < alpha and acc - chance >= margin)}

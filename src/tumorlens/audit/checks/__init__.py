@@ -23,6 +23,9 @@ def default_checks() -> list[Check]:
     from tumorlens.audit.checks.robustness import RobustnessCheck
     from tumorlens.audit.checks.sanity import SanityCheck
     from tumorlens.audit.checks.shortcut import ShortcutCheck
+    from tumorlens.audit.checks.atlas import AtlasCheck
+    from tumorlens.audit.checks.strategies import StrategiesCheck
 
     return [LeakageCheck(), ClassificationCheck(), AttentionCheck(), ShortcutCheck(), ExplainerMapsCheck(),
-            FaithfulnessCheck(), SanityCheck(), CounterfactualCheck(), RobustnessCheck()]
+            FaithfulnessCheck(), SanityCheck(), CounterfactualCheck(), RobustnessCheck(), AtlasCheck(),
+            StrategiesCheck()]
