@@ -138,3 +138,24 @@ def test_hashes_stored_in_the_checkpoint_need_no_training_folder(dataset):
     model.provenance = {"data": "/elsewhere/not/here"}
     assert model_training_twins(model, testing, testing, "stored", progress=False)[0] is None
     assert "not on this machine" in model_training_twins(model, testing, testing, "auto", progress=False)[1]["note"]
+
+
+def test_a_file_damaged_beyond_its_header_is_skipped_and_counted(dataset, checkpoint, tmp_path):
+    """The header and end marker of one Testing PNG stay valid, its pixel data does not: the audit
+    skips it, reports it in summary.json, and audits the rest."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(dataset, root)
+    victim = sorted((root / "Testing").rglob("te_*.png"))[0]
+    data = bytearray(victim.read_bytes())
+    at = data.index(b"IDAT") + 20
+    data[at : at + 8] = b"\xff" * 8
+    victim.write_bytes(bytes(data))
+    out = tmp_path / "audit"
+    res = runner.invoke(app, ["audit", "--model", str(checkpoint), "--data", str(root), "--out", str(out),
+                              "--methods", "gradcam", "--compare-n", "4", "--sanity-n", "2", "--no-data-checks"])
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["n_images"] == 12 + N_TWINS - 1 and s["data"]["skipped_files"] == 1
+    assert victim.name not in (out / "gradcam_analysis.csv").read_text()

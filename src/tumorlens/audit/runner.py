@@ -62,6 +62,16 @@ def select_images(samples: SampleSet, limit: int | None, seed: int) -> tuple[Sam
     return chosen, audited_split
 
 
+def drop_unreadable(audited: SampleSet, cfg: AuditConfig) -> None:
+    """Read the audited images once, so that a file damaged beyond its header (which fails only when
+    its pixels are decoded) is skipped and listed in data.skipped_files before any check starts,
+    instead of crashing the audit half-way or misaligning the checks' per-image arrays. Costs one
+    read of each audited file (the image pass reads them again; the cache keeps few 2-D files)."""
+    for _ in audited.chunks(max(cfg.batch_size, 64), progress=cfg.progress, desc="reading audited images"):
+        pass
+    audited.drop_unreadable()
+
+
 # -- the image pass -------------------------------------------------------------------------------
 def _to_u8(a: np.ndarray) -> np.ndarray:
     return (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -150,6 +160,9 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     audited, audited_split = select_images(samples, cfg.limit, cfg.seed)
     if len(audited) == 0:
         raise AuditError(f"{samples.root}: no images to audit")
+    drop_unreadable(audited, cfg)
+    if len(audited) == 0:
+        raise AuditError(f"{samples.root}: none of the audited images could be read ({len(samples.skipped)} skipped)")
     ctx = AuditContext(model=model, samples=samples, audited=audited, audited_split=audited_split,
                        truth=truth_indices(model, audited), config=cfg, out=out)
 
