@@ -1,4 +1,4 @@
-"""The audit must prove itself: on a model trained on clean phantoms it passes, on a model trained
+"""The audit must prove itself: on a model trained on clean phantoms every check of where it looks passes (not robustness: it saw no augmentation), on a model trained
 with a class marker planted outside the brain it flags the shortcut and the off-target focus.
 
 Both models are small SimpleCNNs (width 8, 64 px) trained for a few seconds with a fixed seed.
@@ -81,7 +81,11 @@ def test_clean_model_passes(clean):
     assert s["attention"]["all"]["share_correct_focused_outside_brain"] < 0.10
     assert check(s, "attention")["status"] == "pass"
     assert s["counterfactuals"]["correct"]["delta_drop_mean"] > 0.2  # removing the tumor matters
-    assert s["verdict"]["status"] != "fail"
+    # every check about *where* the model looks passes; robustness is the exception, and rightly so:
+    # this model saw no intensity augmentation, and a brightness shift moves it to chance
+    reasons = [c for c in s["verdict"]["checks"] if c["name"] != "robustness"]
+    assert not [c["name"] for c in reasons if c["status"] == "fail"]
+    assert check(s, "robustness")["status"] == "fail"
 
 
 def test_shortcut_model_is_flagged(marker, clean):
