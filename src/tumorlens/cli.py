@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "tumorlens.audit.commands",
     "tumorlens.audit.compare_commands",
     "tumorlens.serve.commands",
+    "tumorlens.anatomy.segmenter_commands",
 )
 
 for _name in COMMAND_MODULES:

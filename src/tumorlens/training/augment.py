@@ -46,7 +46,12 @@ class BatchAugment(torch.nn.Module):
         self.flip, self.contrast, self.brightness = flip, contrast, brightness
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        n = x.shape[0]
+        theta = self.draw_theta(x.shape[0], generator)
+        return self.jitter(self.warp(x, theta, self.fill), generator)
+
+    def draw_theta(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Per-image affine matrices (n, 2, 3): rotation, zoom, flip and shift. Separate from the
+        warp so that a mask can be moved by the same matrices as its image (segmentation)."""
 
         def uniform(lo, hi):
             return lo + (hi - lo) * torch.rand(n, generator=generator)
@@ -59,9 +64,17 @@ class BatchAugment(torch.nn.Module):
         theta[:, 0, 0], theta[:, 0, 1] = cos * flip, -sin
         theta[:, 1, 0], theta[:, 1, 1] = sin * flip, cos
         theta[:, :, 2] = (torch.rand(n, 2, generator=generator) * 2 - 1) * 2 * self.translate
+        return theta
+
+    @staticmethod
+    def warp(x: torch.Tensor, theta: torch.Tensor, fill: float) -> torch.Tensor:
         grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
         # grid_sample pads with zeros; shift so the padding is the background value instead.
-        out = F.grid_sample(x - self.fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + self.fill
-        gain = uniform(1 - self.contrast, 1 + self.contrast).view(n, 1, 1, 1)
-        shift = uniform(-self.brightness, self.brightness).view(n, 1, 1, 1)
-        return out * gain + shift
+        return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
+
+    def jitter(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Per-image contrast gain and brightness shift (intensity only; masks skip this)."""
+        n = x.shape[0]
+        gain = (1 - self.contrast) + 2 * self.contrast * torch.rand(n, generator=generator)
+        shift = -self.brightness + 2 * self.brightness * torch.rand(n, generator=generator)
+        return x * gain.view(n, 1, 1, 1) + shift.view(n, 1, 1, 1)
