@@ -219,6 +219,10 @@ def train_segmenter(config: SegTrainConfig, samples: SampleSet | None = None) ->
 
     recipe = PreprocessRecipe(size=config.size)
     x_train, m_train = preprocess_pairs(train_set, recipe, "preprocessing training slices")
+    n_train_slices, n_train_patients = len(train_set), len({s.patient_id for s in train_set.samples})
+    # The raw slices are no longer needed (only the validation fold is read again): free them before
+    # the fit, on a machine where several trainings share the memory.
+    del samples, train_set
     negatives_unused: list[str] = []
     n_neg = 0
     if config.negatives:
@@ -226,6 +230,7 @@ def train_segmenter(config: SegTrainConfig, samples: SampleSet | None = None) ->
         xn, mn = preprocess_pairs(negs, recipe, "preprocessing tumor-free slices")
         x_train, m_train = torch.cat([x_train, xn]), torch.cat([m_train, mn])
         n_neg = len(negs)
+        del negs
 
     arch = SegmenterArch(encoder=config.encoder)
     net = build_segmenter(arch, pretrained=config.pretrained)
@@ -269,8 +274,8 @@ def train_segmenter(config: SegTrainConfig, samples: SampleSet | None = None) ->
 
     provenance = {
         "data": str(Path(config.data).resolve()),
-        "n_train_slices": len(train_set),
-        "n_train_patients": len({s.patient_id for s in train_set.samples}),
+        "n_train_slices": n_train_slices,
+        "n_train_patients": n_train_patients,
         "n_val_slices": len(val_set) if val_set is not None else 0,
         "n_negatives": n_neg,
         "negatives_unused": negatives_unused,  # tumor-free slices left for measuring the false-positive rate
