@@ -100,15 +100,19 @@ class Segmenter:
     metrics: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     version: str = ""
+    tta_flip: bool = False  # average with the left-right flipped slice's map (twice the cost)
 
     @torch.inference_mode()
     def probabilities(self, x: torch.Tensor, batch_size: int = 32) -> np.ndarray:
         """Preprocessed (N, 1, S, S) -> tumor probabilities (N, S, S) at model size."""
         self.net.eval()
-        outs = [
-            torch.sigmoid(self.net(x[i : i + batch_size].contiguous(memory_format=torch.channels_last)))[:, 0]
-            for i in range(0, len(x), batch_size)
-        ]
+        outs = []
+        for i in range(0, len(x), batch_size):
+            chunk = x[i : i + batch_size].contiguous(memory_format=torch.channels_last)
+            p = torch.sigmoid(self.net(chunk))[:, 0]
+            if self.tta_flip:
+                p = (p + torch.sigmoid(self.net(chunk.flip(-1)))[:, 0].flip(-1)) / 2
+            outs.append(p)
         return torch.cat(outs).numpy() if outs else np.zeros((0, self.recipe.size, self.recipe.size), np.float32)
 
     def predict_proba(self, images: Sequence[np.ndarray], batch_size: int = 32) -> list[np.ndarray]:
@@ -145,6 +149,7 @@ class Segmenter:
             "size": self.recipe.size,
             "threshold": self.threshold,
             "min_area": self.min_area,
+            "tta_flip": self.tta_flip,
         }
 
 
@@ -169,6 +174,7 @@ def save_segmenter(
     metrics: dict | None = None,
     provenance: dict | None = None,
     half: bool = False,
+    tta_flip: bool = False,
 ) -> Path:
     """One file; half=True stores float16 weights (half the size, loaded back as float32)."""
     path = Path(path)
@@ -184,6 +190,7 @@ def save_segmenter(
         "recipe": recipe.to_dict(),
         "threshold": float(threshold),
         "min_area": float(min_area),
+        "tta_flip": bool(tta_flip),
         "metrics": metrics or {},
         "provenance": provenance or {},
         "state_dict": state,
@@ -232,6 +239,7 @@ def load_segmenter(path: str | Path | None = None) -> Segmenter:
         metrics=payload.get("metrics", {}),
         provenance=payload.get("provenance", {}),
         version=f"unet-{arch.encoder}-{digest}",
+        tta_flip=bool(payload.get("tta_flip", False)),
     )
 
 
@@ -242,3 +250,26 @@ def bundled_segmenter_path() -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"the bundled segmenter is missing from the package ({path}); pass --model SEG or reinstall")
     return path
+
+
+def rewrite_segmenter(src: str | Path, dst: str | Path, *, threshold: float | None = None, min_area: float | None = None,
+                      tta_flip: bool | None = None, metrics: dict | None = None, half: bool = True) -> Path:
+    """Copy a segmenter file with another decision rule and/or more metrics (e.g. CV figures
+    gathered from other folds); the weights are unchanged (float16 when half)."""
+    payload = read_segmenter(src)
+    if threshold is not None:
+        payload["threshold"] = float(threshold)
+    if min_area is not None:
+        payload["min_area"] = float(min_area)
+    if tta_flip is not None:
+        payload["tta_flip"] = bool(tta_flip)
+    if metrics:
+        payload["metrics"] = {**payload.get("metrics", {}), **metrics}
+    if half:
+        payload["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_suffix(dst.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(dst)
+    return dst
