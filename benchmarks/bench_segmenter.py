@@ -7,6 +7,7 @@
                that run never trained on (false-positive rate) -- the choice of the decision rule
   heldout    : the 45 held-out patients (Dice, by class; Dice drop under tumorlens.shifts' gamma 0.6 / 1.6) and the Kaggle
                Testing notumor false-positive rate, for one segmenter. Run once, at the end.
+  steps      : seconds per training step, smp Unet (timm Lite0 encoder) vs MONAI FlexibleUNet
   speed      : inference slices/s, 224 px input, batch 32, preprocessing included
   bundle     : a fold run's segmenter.pt -> src/tumorlens/assets/segmenter.pt with the chosen rule and CV figures
 
@@ -44,7 +45,7 @@ def _figshare(heldout: bool):
 
 
 def cmd_resolution(args) -> None:
-    from tumorlens.anatomy.segmenter_metrics import dice_iou
+    from tumorlens.segment.metrics import dice_iou
 
     ds = _figshare(heldout=False)
     print(f"| size px | Dice ceiling (mean) | 5th percentile |  ({len(ds)} slices, {len({s.patient_id for s in ds.samples})} patients)")
@@ -75,15 +76,15 @@ def cmd_cv(args) -> None:
 
 
 def _provenance(run) -> dict:
-    from tumorlens.anatomy.segmenter import read_segmenter
+    from tumorlens.segment.model import read_segmenter
 
     return read_segmenter(Path(run) / "segmenter.pt")["provenance"]
 
 
 def cmd_sweep(args) -> None:
     """Probability maps once, then every threshold x min-area rule on them."""
-    from tumorlens.anatomy.segmenter import drop_small_components, load_segmenter
-    from tumorlens.anatomy.segmenter_metrics import dice_iou
+    from tumorlens.segment.model import drop_small_components, load_segmenter
+    from tumorlens.segment.metrics import dice_iou
     from tumorlens.data.sources import open_dataset
     from tumorlens.data.splits import patient_kfold
 
@@ -135,9 +136,9 @@ def _predict_shifted(seg, samples, shift):
 
 
 def cmd_heldout(args) -> None:
-    from tumorlens.anatomy.segmenter import load_segmenter
+    from tumorlens.segment.model import load_segmenter
     from tumorlens.shifts import shift_by_name
-    from tumorlens.anatomy.segmenter_metrics import false_positive_rate, slice_rows, summarize
+    from tumorlens.segment.metrics import false_positive_rate, slice_rows, summarize
     from tumorlens.data.sources import open_dataset
 
     seg = load_segmenter(args.model)
@@ -169,7 +170,7 @@ def cmd_heldout(args) -> None:
 def cmd_speed(args) -> None:
     import torch
 
-    from tumorlens.anatomy.segmenter import load_segmenter
+    from tumorlens.segment.model import load_segmenter
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -186,14 +187,46 @@ def cmd_speed(args) -> None:
     print(f"{32 / med:.1f} slices/s (224 px input, model {seg.recipe.size} px, batch 32, {torch.get_num_threads()} threads, median of {args.repeats})")
 
 
+def cmd_steps(args) -> None:
+    """One training step (forward, backward, AdamW; batch 16, channels-last, one thread) of the two
+    candidate libraries' U-Nets: smp Unet with timm tf_efficientnet_lite0 (the light decoder the
+    segmenter uses) and MONAI FlexibleUNet with its efficientnet-b0 (no ImageNet weights here)."""
+    import torch
+    from monai.networks.nets import FlexibleUNet
+
+    from tumorlens.segment.model import SegmenterArch, build_segmenter
+
+    torch.set_num_threads(1)
+    nets = {"smp Unet, timm tf_efficientnet_lite0": lambda: build_segmenter(SegmenterArch()),
+            "MONAI FlexibleUNet, efficientnet-b0": lambda: FlexibleUNet(1, 1, backbone="efficientnet-b0", pretrained=False, spatial_dims=2)}
+    loss = torch.nn.BCEWithLogitsLoss()
+    print("| network | params (M) | px | s / step |")
+    print("|---|---:|---:|---:|")
+    for name, make in nets.items():
+        for px in args.sizes:
+            net = make().to(memory_format=torch.channels_last)
+            opt = torch.optim.AdamW(net.parameters())
+            x = torch.randn(16, 1, px, px).contiguous(memory_format=torch.channels_last)
+            y = (torch.rand(16, 1, px, px) > 0.9).float()
+            times = []
+            for _ in range(args.steps):
+                t = time.perf_counter()
+                opt.zero_grad()
+                loss(net(x), y).backward()
+                opt.step()
+                times.append(time.perf_counter() - t)
+            n = sum(p.numel() for p in net.parameters()) / 1e6
+            print(f"| {name} | {n:.2f} | {px} | {float(np.median(times[1:])):.3f} |", flush=True)
+
+
 def cmd_bundle(args) -> None:
     """The chosen fold model as the package's segmenter: its decision rule and its CV figures."""
-    from tumorlens.anatomy.segmenter import rewrite_segmenter
+    from tumorlens.segment.model import rewrite_segmenter
 
     folds = [json.loads((Path(r) / "validation_metrics.json").read_text()) for r in args.cv_runs]
     cv = {"folds": len(folds), "of": folds[0]["folds"], "dice_mean": round(float(np.mean([f["dice_mean"] for f in folds])), 4),
           "per_fold": {str(f["fold"]): f["dice_mean"] for f in folds},
-          "note": "patient-level folds of the 188 non-held-out figshare patients; decision rule 0.5 / min-area 0.002, no TTA"}
+          "note": args.note or "patient-level folds of the 188 non-held-out figshare patients, each at its run's own decision rule"}
     metrics = {"cv": cv}
     if args.heldout_json:
         metrics["heldout"] = json.loads(Path(args.heldout_json).read_text())["gamma_1.0"]
@@ -221,6 +254,9 @@ def main() -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--threads", type=int)
     p.add_argument("--repeats", type=int, default=5)
+    p = sub.add_parser("steps")
+    p.add_argument("--sizes", type=int, nargs="+", default=[128, 192])
+    p.add_argument("--steps", type=int, default=4)
     p = sub.add_parser("bundle")
     p.add_argument("run")
     p.add_argument("--cv-runs", nargs="+", required=True)
@@ -229,8 +265,9 @@ def main() -> None:
     p.add_argument("--min-area", type=float)
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--heldout-json")
+    p.add_argument("--note")
     args = ap.parse_args()
-    {"bundle": cmd_bundle, "resolution": cmd_resolution, "cv": cmd_cv, "sweep": cmd_sweep, "heldout": cmd_heldout, "speed": cmd_speed}[args.cmd](args)
+    {"steps": cmd_steps, "bundle": cmd_bundle, "resolution": cmd_resolution, "cv": cmd_cv, "sweep": cmd_sweep, "heldout": cmd_heldout, "speed": cmd_speed}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tumorlens.anatomy.segmenter import (
+from tumorlens.segment.model import (
     Segmenter,
     SegmenterArch,
     SegmenterError,
@@ -18,7 +18,7 @@ from tumorlens.anatomy.segmenter import (
     load_segmenter,
     save_segmenter,
 )
-from tumorlens.anatomy.segmenter_metrics import dice_iou, false_positive_rate, slice_rows, summarize
+from tumorlens.segment.metrics import dice_iou, false_positive_rate, slice_rows, summarize
 from tumorlens.assets import sample_dir
 from tumorlens.data.preprocess import PreprocessRecipe
 from tumorlens.data.synthetic import make_phantoms
@@ -210,7 +210,7 @@ def _random_segmenter(size=32):
 
 
 def test_fill_predicted_masks_says_where_masks_came_from():
-    from tumorlens.anatomy.segmenter_audit import fill_predicted_masks
+    from tumorlens.segment.audit import fill_predicted_masks
 
     ds = make_phantoms(4, size=40)
     assert fill_predicted_masks(ds, _random_segmenter()).mask_source == "expert"
@@ -230,7 +230,7 @@ def test_fill_predicted_masks_says_where_masks_came_from():
 def test_figshare_agreement_matches_the_same_slice_at_another_size():
     import cv2
 
-    from tumorlens.anatomy.segmenter_audit import figshare_agreement
+    from tumorlens.segment.audit import figshare_agreement
     from tumorlens.data.sample import Sample, SampleSet
     from tumorlens.data.sources import open_dataset
 

@@ -30,7 +30,8 @@ COMMAND_MODULES = (
     "tumorlens.audit.commands",
     "tumorlens.audit.compare_commands",
     "tumorlens.serve.commands",
-    "tumorlens.anatomy.segmenter_commands",
+    "tumorlens.training.segment_commands",
+    "tumorlens.segment.commands",
 )
 
 for _name in COMMAND_MODULES:

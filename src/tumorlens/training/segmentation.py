@@ -26,7 +26,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
 import tumorlens
-from tumorlens.anatomy.segmenter import Segmenter, SegmenterArch, build_segmenter, save_segmenter
+from tumorlens.errors import TumorlensError
+from tumorlens.segment.model import Segmenter, SegmenterArch, build_segmenter, save_segmenter
 from tumorlens.data.preprocess import PreprocessRecipe
 from tumorlens.data.sample import SampleSet
 from tumorlens.training.augment import BatchAugment
@@ -69,7 +70,7 @@ def read_patient_list(path: str | Path) -> set[str]:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or "pid" not in reader.fieldnames:
-            raise ValueError(f"{path}: expected a CSV with a 'pid' column")
+            raise TumorlensError(f"{path}: expected a CSV with a 'pid' column")
         return {row["pid"].strip() for row in reader if row["pid"].strip()}
 
 
@@ -157,7 +158,7 @@ def preprocess_pairs(samples: SampleSet, recipe: PreprocessRecipe, desc: str) ->
 
 def evaluate_samples(segmenter: Segmenter, samples: SampleSet, desc: str = "segmenting", batch_size: int = 32):
     """Predicted masks at each slice's own size vs the expert masks -> (per-slice table, summary)."""
-    from tumorlens.anatomy.segmenter_metrics import slice_rows, summarize
+    from tumorlens.segment.metrics import slice_rows, summarize
 
     preds = []
     for i in tqdm(range(0, len(samples), batch_size), desc=desc, unit="batch", leave=False):
@@ -195,7 +196,7 @@ def train_segmenter(config: SegTrainConfig, samples: SampleSet | None = None) ->
     if samples is None:
         samples = open_dataset(config.data)
     if not samples.has_masks():
-        raise ValueError(f"{config.data}: every slice needs an expert tumor mask to train a segmenter (figshare has them)")
+        raise TumorlensError(f"{config.data}: every slice needs an expert tumor mask to train a segmenter (figshare has them)")
     excluded: set[str] = set()
     if config.exclude_patients:
         excluded = read_patient_list(config.exclude_patients)
@@ -205,13 +206,13 @@ def train_segmenter(config: SegTrainConfig, samples: SampleSet | None = None) ->
     else:
         n_dropped = 0
     if len(samples) == 0:
-        raise ValueError("no slices left to train on after --exclude-patients")
+        raise TumorlensError("no slices left to train on after --exclude-patients")
 
     if config.fold is not None:
         if not samples.has_patients():
-            raise ValueError(f"{config.data}: --fold needs patient ids for a patient-level split")
+            raise TumorlensError(f"{config.data}: --fold needs patient ids for a patient-level split")
         if not 0 <= config.fold < config.folds:
-            raise ValueError(f"--fold must be in 0..{config.folds - 1}, got {config.fold}")
+            raise TumorlensError(f"--fold must be in 0..{config.folds - 1}, got {config.fold}")
         train_idx, val_idx = patient_kfold(samples, k=config.folds, seed=config.cv_seed)[config.fold]
         train_set, val_set = samples.subset(train_idx), samples.subset(val_idx)
     else:

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from tumorlens.anatomy.segmenter import Segmenter, load_segmenter
-from tumorlens.anatomy.segmenter_metrics import false_positive_rate, slice_rows, summarize
+from tumorlens.segment.model import Segmenter, load_segmenter
+from tumorlens.segment.metrics import false_positive_rate, slice_rows, summarize
 from tumorlens.data.sample import Sample, SampleSet
 
 # Class names that mean "this slice has no tumor" (the Kaggle set's is "notumor").

@@ -1,4 +1,4 @@
-"""`tumorlens train-segmenter` and `tumorlens segment`."""
+"""`tumorlens train-segmenter`."""
 
 from __future__ import annotations
 
@@ -50,30 +50,3 @@ def register(app: typer.Typer) -> None:
         v = result.metrics.get("validation")
         extra = f"  validation Dice {v['dice_mean']:.4f} (fold {v['fold']})" if v else ""
         typer.echo(f"saved {result.checkpoint}{extra}  {result.seconds / 60:.1f} min")
-
-    @app.command("segment")
-    def segment(
-        data: Path = typer.Option(..., "--data", help="a dataset folder or one image file"),
-        out: Path = typer.Option(Path("runs/segment"), "--out", help="output folder: masks/, overlays/, predictions.csv, dice.csv, metrics.json"),
-        model: Optional[Path] = typer.Option(None, "--model", help="segmenter file (default: the bundled one)"),
-        batch_size: int = typer.Option(32, "--batch-size"),
-        overlays: bool = typer.Option(True, "--overlays/--no-overlays", help="write an overlay PNG per slice"),
-    ) -> None:
-        """Segment the tumor on every slice: a mask and an overlay per slice; Dice and IoU where
-        expert masks exist; the false-positive rate on tumor-free (notumor) slices."""
-        from tumorlens.anatomy.segmenter import SegmenterError
-        from tumorlens.anatomy.segmenter_run import segment_dataset
-        from tumorlens.data.errors import DatasetError
-
-        with exit_on_user_error():
-            try:
-                m = segment_dataset(data, out, model=model, batch_size=batch_size, overlays=overlays)
-            except (SegmenterError, DatasetError) as exc:
-                raise ValueError(str(exc)) from None
-        line = f"segmented {m['n_slices']} slices -> {out}"
-        if m.get("dice_mean") is not None:
-            line += f"  Dice {m['dice_mean']:.4f}  IoU {m['iou_mean']:.4f} (on {m['n_scored']} slices with an expert tumor mask)"
-        fp = m["tumor_free"]
-        if fp["n_slices"]:
-            line += f"  tumor-free slices with a predicted tumor: {fp['with_predicted_tumor']}/{fp['n_slices']} ({fp['false_positive_rate']:.1%})"
-        typer.echo(line)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from tumorlens.anatomy.segmenter import Segmenter
-from tumorlens.anatomy.segmenter_metrics import dice_iou
+from tumorlens.segment.model import Segmenter
+from tumorlens.segment.metrics import dice_iou
 from tumorlens.data.sample import SampleSet
 
 MASK_SOURCES = ("expert", "predicted", "none")

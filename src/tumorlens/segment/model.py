@@ -22,12 +22,13 @@ import torch
 from torch import nn
 
 from tumorlens.data.preprocess import PreprocessRecipe
+from tumorlens.errors import TumorlensError
 
 FORMAT = "tumorlens-segmenter"
 FORMAT_VERSION = 1
 
 
-class SegmenterError(ValueError):
+class SegmenterError(TumorlensError):
     """A file that is not a usable tumorlens segmenter; the message says why."""
 
 
@@ -69,7 +70,8 @@ def _load_encoder_weights(net: nn.Module, encoder: str, source: str) -> None:
     """Build the classifier of the same architecture with its ImageNet weights (the project's own
     loader, one-channel stem included) and copy every encoder tensor by name; the timm feature
     extractor inside smp has the classifier's names without its head."""
-    from tumorlens.models.registry import PretrainedWeightsError, build_model
+    from tumorlens.models.errors import PretrainedWeightsError
+    from tumorlens.models.registry import build_model
 
     if source != "imagenet":
         raise PretrainedWeightsError(f"segmenter encoders take 'imagenet' weights only, got {source!r}")
