@@ -35,6 +35,11 @@ def register(app: typer.Typer) -> None:
                                          "shift (seeded, class-stratified subset); 'all', or 0 to skip"),
         compare: Path | None = typer.Option(None, "--compare", help="an earlier audit folder: also write "
                                             "comparison.html/.json (that audit = A, this one = B)"),
+        predicted_masks: bool = typer.Option(False, "--predicted-masks/--no-predicted-masks",
+                                             help="slices without an expert tumor mask get the segmenter's (Kaggle)"),
+        segmenter: Path | None = typer.Option(None, "--segmenter", help="segmenter file (default: the bundled one)"),
+        figshare_reference: Path | None = typer.Option(None, "--figshare-reference", help="a figshare folder: agreement "
+                                                       "of predicted and expert masks on the slices both sets share"),
     ) -> None:
         """Is the accuracy real, and does the model decide from the tumor? Writes report.html (+ CSV, JSON)."""
         from tumorlens.cli_errors import exit_on_user_error
@@ -45,7 +50,9 @@ def register(app: typer.Typer) -> None:
 
                 load_summary(compare)
             summary = _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n, data_checks,
-                           training_data, class_map, seed, _robustness_n(robustness_n))
+                           training_data, class_map, seed, _robustness_n(robustness_n), masks=dict(
+                               predicted_masks=predicted_masks, segmenter=str(segmenter) if segmenter else None,
+                               figshare_reference=str(figshare_reference) if figshare_reference else None))
         _print_verdict(summary, out)
         if compare is not None:
             from tumorlens.audit.compare_commands import print_comparison, run_compare
@@ -73,7 +80,7 @@ def _robustness_n(text: str) -> int | None:
 
 
 def _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n, data_checks, training_data,
-         class_map, seed, robustness_n=512):
+         class_map, seed, robustness_n=512, masks: dict | None = None):
     from tumorlens.audit.config import AuditConfig, AuditError
     from tumorlens.audit.runner import run_audit
     from tumorlens.data.sources import open_dataset
@@ -96,7 +103,7 @@ def _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n
     tm = load_model(model)
     cfg = AuditConfig(methods=tuple(methods.split(",")), limit=limit, batch_size=batch_size, compare_n=compare_n,
                       sanity_n=sanity_n, data_checks=data_checks, training_data=training_data, seed=seed,
-                      robustness_n=robustness_n)
+                      robustness_n=robustness_n, **(masks or {}))
     for s in samples.skipped[:5]:
         typer.secho(f"skipped {s.path}: {s.reason}", fg=typer.colors.YELLOW, err=True)
     if len(samples.skipped) > 5:

@@ -33,6 +33,10 @@ class AuditConfig:
     robustness_n: int | None = 512
     seed: int = 0
     progress: bool = True
+    # slices without an expert tumor mask get the segmenter's (audit/checks/tumor_masks.py)
+    predicted_masks: bool = False
+    segmenter: str | None = None  # a segmenter file; None: the bundled one
+    figshare_reference: str | None = None  # a figshare folder: agreement of predicted and expert masks on shared slices
 
     def __post_init__(self) -> None:
         methods = [m.strip().lower() for m in self.methods if m and m.strip()]

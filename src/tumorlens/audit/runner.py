@@ -194,7 +194,8 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
         "model": {"path": model_path, "arch": model.arch, "version": model.version, "classes": model.classes,
                   "input_size": model.recipe.size, "temperature": model.temperature},
         "data": {"root": samples.root, "kind": samples.kind, "n_total": len(samples), "audited_split": audited_split,
-                 "skipped_files": len(samples.skipped), "has_masks": any(r.tumor is not None for r in ctx.records)},
+                 "skipped_files": len(samples.skipped), "has_masks": any(r.tumor is not None for r in ctx.records),
+                 "mask_source": ctx.results["tumor_masks"].fill["mask_source"] if "tumor_masks" in ctx.results else None},
         "n_images": ctx.n,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
     }

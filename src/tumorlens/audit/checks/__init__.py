@@ -25,7 +25,8 @@ def default_checks() -> list[Check]:
     from tumorlens.audit.checks.shortcut import ShortcutCheck
     from tumorlens.audit.checks.atlas import AtlasCheck
     from tumorlens.audit.checks.strategies import StrategiesCheck
+    from tumorlens.audit.checks.tumor_masks import TumorMaskCheck
 
-    return [LeakageCheck(), ClassificationCheck(), AttentionCheck(), ShortcutCheck(), ExplainerMapsCheck(),
+    return [LeakageCheck(), TumorMaskCheck(), ClassificationCheck(), AttentionCheck(), ShortcutCheck(), ExplainerMapsCheck(),
             FaithfulnessCheck(), SanityCheck(), CounterfactualCheck(), RobustnessCheck(), AtlasCheck(),
             StrategiesCheck()]
