@@ -9,6 +9,7 @@
                Testing notumor false-positive rate, for one segmenter. Run once, at the end.
   steps      : seconds per training step, smp Unet (timm Lite0 encoder) vs MONAI FlexibleUNet
   speed      : inference slices/s, 224 px input, batch 32, preprocessing included
+  agreement  : predicted masks on Kaggle Testing vs the expert masks of the same figshare slices (pHash twins)
   bundle     : a fold run's segmenter.pt -> src/tumorlens/assets/segmenter.pt with the chosen rule and CV figures
 
 Examples (2 shared CPU cores):
@@ -224,6 +225,28 @@ def cmd_steps(args) -> None:
             print(f"| {name} | {n:.2f} | {px} | {float(np.median(times[1:])):.3f} |", flush=True)
 
 
+def cmd_agreement(args) -> None:
+    """Predicted masks on Kaggle Testing tumor slices vs the expert masks of the same figshare slices
+    (perceptual-hash twins, segment/audit.py); `--limit` takes a seeded subset."""
+    from tumorlens.data.sources import open_dataset
+    from tumorlens.segment.audit import figshare_agreement
+    from tumorlens.segment.model import load_segmenter
+    from tumorlens.training.segmentation import read_patient_list
+
+    seg = load_segmenter(args.model)
+    kag = open_dataset(KAGGLE / "Testing", progress=False)
+    idx = [i for i, s in enumerate(kag.samples) if s.label != "notumor"]
+    if args.limit:
+        idx = sorted(np.random.default_rng(0).choice(idx, size=min(args.limit, len(idx)), replace=False).tolist())
+    kag = kag.subset(idx)
+    preds = []
+    for i in range(0, len(kag), 32):
+        preds += seg.predict([s.image for s in kag.samples[i : i + 32]])
+    fig = open_dataset(FIGSHARE, progress=False)
+    out = figshare_agreement(kag, preds, fig, never_trained=read_patient_list(HELDOUT))
+    print(f"{len(kag)} Kaggle Testing tumor slices: {out}")
+
+
 def cmd_bundle(args) -> None:
     """The chosen fold model as the package's segmenter: its decision rule and its CV figures."""
     from tumorlens.segment.model import rewrite_segmenter
@@ -262,6 +285,9 @@ def main() -> None:
     p = sub.add_parser("steps")
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 192])
     p.add_argument("--steps", type=int, default=4)
+    p = sub.add_parser("agreement")
+    p.add_argument("--model", required=True)
+    p.add_argument("--limit", type=int)
     p = sub.add_parser("bundle")
     p.add_argument("run")
     p.add_argument("--cv-runs", nargs="+", required=True)
@@ -272,7 +298,7 @@ def main() -> None:
     p.add_argument("--heldout-json")
     p.add_argument("--note")
     args = ap.parse_args()
-    {"steps": cmd_steps, "bundle": cmd_bundle, "resolution": cmd_resolution, "cv": cmd_cv, "sweep": cmd_sweep, "heldout": cmd_heldout, "speed": cmd_speed}[args.cmd](args)
+    {"agreement": cmd_agreement, "steps": cmd_steps, "bundle": cmd_bundle, "resolution": cmd_resolution, "cv": cmd_cv, "sweep": cmd_sweep, "heldout": cmd_heldout, "speed": cmd_speed}[args.cmd](args)
 
 
 if __name__ == "__main__":
