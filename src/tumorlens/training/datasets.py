@@ -52,26 +52,24 @@ class AugmentedImageDataset(Dataset):
 
 
 def prepare_per_image(samples: SampleSet, recipe: PreprocessRecipe, need_before_intensity: bool, need_regions: bool):
-    """One pass over the training images: [0, 1] images before the intensity step (if needed), the
-    display images, and the audit's brain masks and background greys of the display images."""
+    """One pass over the training images: the images the dataset starts from (before the intensity
+    step if `need_before_intensity`, display images otherwise; float16), and the audit's brain
+    masks and background greys of the display images (if `need_regions`)."""
     from tumorlens.audit.counterfactuals import background_value
     from tumorlens.anatomy.regions import segment_regions
 
     n, s = len(samples), recipe.size
-    before = np.empty((n, s, s), np.float16) if need_before_intensity else None
-    display = np.empty((n, s, s), np.float16)
+    base = np.empty((n, s, s), np.float16)
     brains = np.zeros((n, s, s), bool) if need_regions else None
     fills = np.zeros(n, np.float32)
     for i, smp in enumerate(tqdm(samples.samples, desc="preprocessing training images", unit="img", leave=False)):
-        img01 = recipe.scale01(recipe.geometry(smp.image))
+        img01 = recipe.acquired(smp.image)
         d = recipe.standardise(img01)
-        if before is not None:
-            before[i] = img01
-        display[i] = d
+        base[i] = img01 if need_before_intensity else d
         if need_regions:
             regions = segment_regions(d)
             brains[i], fills[i] = regions.brain, background_value(d, regions.background)
-    return before, display, brains, fills
+    return base, brains, fills
 
 
 class TensorImageDataset(Dataset):

@@ -30,10 +30,10 @@ def check_outside_mode(mode: str) -> str:
 
 
 class OutsideBrain:
-    def __init__(self, mode: str, p: float, brains: np.ndarray, fills: np.ndarray, donors: np.ndarray,
-                 rng: np.random.Generator):
+    def __init__(self, mode: str, p: float, brains: np.ndarray, fills: np.ndarray, donors, rng: np.random.Generator):
         """brains: (N, S, S) bool brain masks of the training images; fills: their background greys;
-        donors: (N, S, S) display images to take a swapped outside from."""
+        donors: their (N, S, S) display images to take a swapped outside from, or a function i -> the
+        i-th display image (computed when needed, to keep memory down)."""
         self.mode, self.p = check_outside_mode(mode), float(p)
         if not 0 <= self.p <= 1:
             raise ValueError(f"--outside-p must lie in [0, 1], got {p}")
@@ -47,8 +47,9 @@ class OutsideBrain:
         if kind == "blank":
             outside = np.full(image01.shape, self.fills[i], np.float32)
         elif kind == "swap":
-            j = int(self.rng.integers(len(self.donors)))
-            outside = np.where(self.brains[j], self.fills[j], self.donors[j]).astype(np.float32)
+            j = int(self.rng.integers(len(self.brains)))
+            donor = self.donors(j) if callable(self.donors) else self.donors[j]
+            outside = np.where(self.brains[j], self.fills[j], donor).astype(np.float32)
         else:
             level, sd = self.rng.uniform(0, 0.6), self.rng.uniform(0, 0.15)
             outside = np.clip(level + sd * self.rng.standard_normal(image01.shape), 0, 1).astype(np.float32)

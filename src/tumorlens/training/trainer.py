@@ -231,10 +231,13 @@ def _training_dataset(config: TrainConfig, train_set: SampleSet, y_train: np.nda
     outside = config.outside_brain != "keep" and config.outside_p > 0
     if not (acquisition or outside):
         return TensorImageDataset(preprocess_all(train_set, recipe, "preprocessing training images"), y_train)
-    before, display, brains, fills = prepare_per_image(train_set, recipe, acquisition, outside)
-    randomiser = (OutsideBrain(config.outside_brain, config.outside_p, brains, fills, display,
+    base, brains, fills = prepare_per_image(train_set, recipe, acquisition, outside)
+    # with acquisition augmentation base holds the images before the intensity step: a swapped-in
+    # outside is then standardised when drawn, instead of keeping a second copy of every image
+    donors = (lambda j: recipe.standardise(base[j].astype(np.float32))) if acquisition else base
+    randomiser = (OutsideBrain(config.outside_brain, config.outside_p, brains, fills, donors,
                                np.random.default_rng(config.seed)) if outside else None)
-    return AugmentedImageDataset(before if acquisition else display, y_train, recipe,
+    return AugmentedImageDataset(base, y_train, recipe,
                                  acquisition=Acquisition(recipe) if acquisition else None, outside=randomiser)
 
 
