@@ -4,6 +4,9 @@
         clean accuracy and macro-F1 of each checkpoint on its own validation split (rebuilt from the
         checkpoint's provenance and checked against its digest), and accuracy under every shift of
         tumorlens.shifts (the robustness check's fixed set) -> benchmarks/out/robust_model/NAME.json
+    python benchmarks/robust_model.py invariance [--data DIR] [--every 50]
+        how far the display image moves under the gamma shifts, min-max vs head_rank recipe, on every
+        50th Training slice (a property of the preprocessing; no model, nothing selected)
     python benchmarks/robust_model.py table --run NAME=DIR [...]
         one RESULTS row per candidate from DIR/model.pt, DIR/validation_shifts.json, DIR/testing
         (tumorlens evaluate), DIR/audit (tumorlens audit, Kaggle Testing), DIR/audit_figshare.
@@ -15,6 +18,7 @@ step), as the audit's robustness check applies them.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -33,19 +37,28 @@ def validation_samples(model):
 
     prov = model.provenance
     cfg = prov["config"]
-    samples = open_dataset(prov["data"], class_map=cfg.get("class_map") or None)
-    if cfg.get("split"):
-        samples = samples.by_split(cfg["split"])
-    seed = cfg["seed"] if cfg.get("split_seed") is None else cfg["split_seed"]
-    split = patient_group_split if samples.has_patients() else stratified_split
-    _, val_idx = split(samples, val_fraction=cfg["val_fraction"], seed=seed)
-    val = samples.subset(val_idx)
-    if _paths_digest(val) != prov["val_paths_sha"]:
-        raise SystemExit(f"the rebuilt validation split differs from the one {cfg['out']} was trained with")
-    return val
+    # The split's digest hashes the sample paths as training saw them: the data folder as given on
+    # its command line (often relative to the repository, e.g. ../shared/data/...), or resolved.
+    for data in dict.fromkeys([cfg["data"], prov["data"]]):
+        samples = open_dataset(data, class_map=cfg.get("class_map") or None)
+        if cfg.get("split"):
+            samples = samples.by_split(cfg["split"])
+        seed = cfg["seed"] if cfg.get("split_seed") is None else cfg["split_seed"]
+        split = patient_group_split if samples.has_patients() else stratified_split
+        _, val_idx = split(samples, val_fraction=cfg["val_fraction"], seed=seed)
+        val = samples.subset(val_idx)
+        if _paths_digest(val) == prov["val_paths_sha"]:
+            return val
+        # a relative data folder resolves from the working directory of that run: another checkout
+        # (git worktree) beside this one gives the same files under another prefix
+        for other in ROOT.parent.iterdir():
+            paths = sorted(str(smp.path).replace(f"{ROOT}/", f"{other}/", 1) for smp in val.samples)
+            if hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16] == prov["val_paths_sha"]:
+                return val
+    raise SystemExit(f"the rebuilt validation split differs from the one {cfg['out']} was trained with")
 
 
-def validate(model_path: Path) -> dict:
+def validate(model_path: Path, limit: int | None = None) -> dict:
     from tumorlens.audit.forward import probabilities01
     from tumorlens.evaluation.metrics import classification_metrics
     from tumorlens.models import load_model
@@ -53,6 +66,8 @@ def validate(model_path: Path) -> dict:
 
     model = load_model(model_path)
     val = validation_samples(model)
+    if limit is not None and limit < len(val):  # a seeded subset, the same for every model of one split
+        val = val.subset(np.sort(np.random.default_rng(0).choice(len(val), limit, replace=False)))
     recipe = model.recipe
     truth = np.array([model.classes.index(s.label) for s in val.samples])
     display = np.stack([recipe.display(s.image) for s in val.samples])
@@ -71,6 +86,24 @@ def validate(model_path: Path) -> dict:
         "train_minutes": model.provenance.get("train_seconds", float("nan")) / 60,
     }
     return result
+
+
+def invariance(data: Path, every: int) -> dict:
+    from tumorlens.data.preprocess import PreprocessRecipe
+    from tumorlens.data.sources import open_dataset
+    from tumorlens.shifts import renormalize01, shift_by_name
+
+    samples = open_dataset(str(data)).by_split("Training")
+    raw = [s.image for s in samples.samples[::every]]
+    out = {"n": len(raw), "every": every}
+    for intensity in ("minmax", "head_rank"):
+        recipe = PreprocessRecipe(size=224, clip_low=0, clip_high=100, intensity=intensity)
+        display = np.stack([recipe.display(im) for im in raw])
+        acquired = np.stack([recipe.acquired(im) for im in raw])
+        for name in ("gamma 0.6", "gamma 1.6"):
+            moved = np.abs(renormalize01(recipe, shift_by_name(name)(acquired)) - display).mean(axis=(1, 2))
+            out[f"{intensity} {name}"] = {"mean_abs_change": float(moved.mean()), "p95": float(np.quantile(moved, 0.95))}
+    return out
 
 
 def _load(path: Path) -> dict | None:
@@ -105,20 +138,29 @@ def table(runs: list[tuple[str, Path]]) -> str:
 
 
 def main(argv=None) -> None:
+    import os
+
+    os.chdir(ROOT)  # relative data folders in checkpoints are relative to the repository
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("validate")
     v.add_argument("--model", type=Path, action="append", required=True)
+    v.add_argument("--limit", type=int, default=None, help="a seeded subset of N validation slices")
+    inv = sub.add_parser("invariance")
+    inv.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "brain-tumor-mri")
+    inv.add_argument("--every", type=int, default=50)
     t = sub.add_parser("table")
     t.add_argument("--run", action="append", required=True, help="NAME=DIR")
     args = ap.parse_args(argv)
     if args.cmd == "validate":
         for m in args.model:
-            result = validate(m)
+            result = validate(m, args.limit)
             out = m.parent / "validation_shifts.json"
             out.write_text(json.dumps(result, indent=2))
             print(json.dumps({k: result[k] for k in ("model", "accuracy", "macro_f1", "worst_shift")}),
                   {k: round(s["accuracy"], 4) for k, s in result["shifts"].items()})
+    elif args.cmd == "invariance":
+        print(json.dumps(invariance(args.data, args.every), indent=1))
     else:
         print(table([(r.split("=", 1)[0], Path(r.split("=", 1)[1])) for r in args.run]))
 
