@@ -106,6 +106,43 @@ def invariance(data: Path, every: int) -> dict:
     return out
 
 
+def finish(run: Path, base: Path, overrides: dict, train_seconds: float) -> Path:
+    """model.pt from a run's lightning/best.ckpt when the run died after fitting (the OOM killer of
+    the shared machine took one at its post-fit step): the trainer's own post-fit steps, i.e. the
+    best epoch's weights, temperature fitted on the validation split, validation metrics. The
+    config is the `base` checkpoint's with `overrides` (the run's command line); the training-image
+    hashes are the base's (the same Training folder and split)."""
+    import torch
+
+    from tumorlens.data.preprocess import PreprocessRecipe
+    from tumorlens.evaluation.calibration import fit_temperature
+    from tumorlens.evaluation.metrics import classification_metrics
+    from tumorlens.models import load_model
+    from tumorlens.models.checkpoint import save_checkpoint
+    from tumorlens.models.registry import build_model
+
+    old = load_model(base)
+    prov = json.loads(json.dumps(old.provenance))
+    cfg = {**prov["config"], **overrides}
+    recipe = PreprocessRecipe(size=cfg["size"], crop_to_head=cfg["crop_to_head"], clip_low=cfg["clip_low"],
+                              clip_high=cfg["clip_high"], intensity=cfg.get("intensity", "minmax"))
+    val = validation_samples(old)  # the same split (seed, fraction, data) as the base run
+    net = build_model(cfg["model"], len(old.classes))
+    state = torch.load(run / "lightning" / "best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+    net.eval()
+    y = np.array([old.classes.index(smp.label) for smp in val.samples])
+    x = torch.from_numpy(recipe.batch([smp.image for smp in val.samples]))
+    with torch.inference_mode():
+        logits = torch.cat([net(x[i:i + 64]) for i in range(0, len(x), 64)]).numpy()
+    temperature = fit_temperature(logits, y)
+    metrics = classification_metrics(y, torch.softmax(torch.from_numpy(logits) / temperature, 1).numpy(), old.classes)
+    prov.update(config=cfg, epochs_run=1, train_seconds=train_seconds,
+                finished_by="benchmarks/robust_model.py finish (the run was OOM-killed after fitting)")
+    return save_checkpoint(run / "model.pt", net, cfg["model"], old.classes, recipe, temperature=temperature,
+                           provenance=prov, metrics={"validation": metrics})
+
+
 def _load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -146,6 +183,11 @@ def main(argv=None) -> None:
     v = sub.add_parser("validate")
     v.add_argument("--model", type=Path, action="append", required=True)
     v.add_argument("--limit", type=int, default=None, help="a seeded subset of N validation slices")
+    f = sub.add_parser("finish")
+    f.add_argument("--run", type=Path, required=True)
+    f.add_argument("--base", type=Path, required=True)
+    f.add_argument("--set", action="append", default=[], help="config key=JSON value")
+    f.add_argument("--train-seconds", type=float, required=True)
     inv = sub.add_parser("invariance")
     inv.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "brain-tumor-mri")
     inv.add_argument("--every", type=int, default=50)
@@ -159,6 +201,9 @@ def main(argv=None) -> None:
             out.write_text(json.dumps(result, indent=2))
             print(json.dumps({k: result[k] for k in ("model", "accuracy", "macro_f1", "worst_shift")}),
                   {k: round(s["accuracy"], 4) for k, s in result["shifts"].items()})
+    elif args.cmd == "finish":
+        overrides = {kv.split("=", 1)[0]: json.loads(kv.split("=", 1)[1]) for kv in args.set}
+        print(finish(args.run, args.base, overrides, args.train_seconds))
     elif args.cmd == "invariance":
         print(json.dumps(invariance(args.data, args.every), indent=1))
     else:
