@@ -128,7 +128,7 @@ def test_audit_compare_option_checks_the_folder_first_and_writes_the_comparison(
 
     ran = []
 
-    def fake_run(model, data, out, *args):
+    def fake_run(model, data, out, *args, **kwargs):
         ran.append(out)
         out.mkdir(parents=True, exist_ok=True)
         s = summary(blanked=0.28, version="m-new")
