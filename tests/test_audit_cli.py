@@ -62,9 +62,23 @@ def test_audit_command_writes_report_and_finds_the_leak(dataset, checkpoint, tmp
     assert s["classification"]["leakage_free"]["n"] == 12
     assert "does not name its training data" in s["leakage"]["model_training_data"]["note"]  # no provenance
     assert [r["method"] for r in s["explainers"]] == ["gradcam", "random"]
+    for r in s["explainers"]:  # ROAD on the comparison's 4 images (the default --road-n 4)
+        assert r["road_n"] == 4 and r["road_percentiles"] == [50, 70, 90]
+        assert r["road_combined"] == pytest.approx((r["road_lerf"] - r["road_morf"]) / 2)
     assert (out / "gradcam_analysis.csv").read_text().count("\n") == 12 + N_TWINS + 1
     html = (out / "report.html").read_text()
-    assert "leakage-free" in html and "Dataset checks" in html
+    assert "leakage-free" in html and "Dataset checks" in html and "ROAD MoRF / LeRF" in html
+
+
+def test_road_can_be_switched_off(dataset, checkpoint, tmp_path):
+    out = tmp_path / "audit"
+    res = runner.invoke(app, ["audit", "--model", str(checkpoint), "--data", str(dataset), "--out", str(out),
+                              "--methods", "gradcam", "--compare-n", "2", "--sanity-n", "1", "--road-n", "0",
+                              "--robustness-n", "0", "--no-data-checks"])
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "summary.json").read_text())
+    assert all("road_morf" not in r for r in s["explainers"])
+    assert "ROAD MoRF" not in (out / "report.html").read_text()
 
 
 @pytest.mark.parametrize("args,expected", [
@@ -73,6 +87,7 @@ def test_audit_command_writes_report_and_finds_the_leak(dataset, checkpoint, tmp
     (["--model", "CKPT"], "give --model CKPT and --data DATASET, or --demo"),
     (["--model", "CKPT", "--data", "DATA", "--methods", "gradcam,telepathy"], "unknown explainer"),
     (["--model", "CKPT", "--data", "DATA", "--limit", "0"], "--limit must be at least 1"),
+    (["--model", "CKPT", "--data", "DATA", "--road-n", "-1"], "--road-n must be 0 (off) or more"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, expected, dataset, checkpoint, tmp_path):
     args = [a.replace("DATA", str(dataset)).replace("CKPT", str(checkpoint)) for a in args]

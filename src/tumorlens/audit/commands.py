@@ -23,6 +23,8 @@ def register(app: typer.Typer) -> None:
         compare_n: int | None = typer.Option(None, "--compare-n", help="images for the explainer comparison and "
                                                 "deletion/insertion curves [default: 16; 10 with --demo]"),
         sanity_n: int = typer.Option(4, "--sanity-n", help="images for the model-randomisation check"),
+        road_n: int = typer.Option(4, "--road-n", help="images of the comparison also scored by ROAD "
+                                   "(noisy-imputation removal; ~1-10 s per image, level and explainer); 0 to skip"),
         data_checks: bool = typer.Option(True, "--data-checks/--no-data-checks", help="near twins and confounders"),
         training_data: str | None = typer.Option(None, "--training-data",
                                                     help="the model's training data, to find audited images it has "
@@ -50,9 +52,10 @@ def register(app: typer.Typer) -> None:
 
                 load_summary(compare)
             summary = _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n, data_checks,
-                           training_data, class_map, seed, _robustness_n(robustness_n), masks=dict(
+                           training_data, class_map, seed, _robustness_n(robustness_n), options=dict(
                                predicted_masks=predicted_masks, segmenter=str(segmenter) if segmenter else None,
-                               figshare_reference=str(figshare_reference) if figshare_reference else None))
+                               figshare_reference=str(figshare_reference) if figshare_reference else None,
+                               road_n=road_n))
         _print_verdict(summary, out)
         if compare is not None:
             from tumorlens.audit.compare_commands import print_comparison, run_compare
@@ -80,7 +83,8 @@ def _robustness_n(text: str) -> int | None:
 
 
 def _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n, data_checks, training_data,
-         class_map, seed, robustness_n=512, masks: dict | None = None):
+         class_map, seed, robustness_n=512, options: dict | None = None):
+    """options: further AuditConfig fields (tumor-mask source, ROAD images)."""
     from tumorlens.audit.config import AuditConfig, AuditError
     from tumorlens.audit.runner import run_audit
     from tumorlens.data.sources import open_dataset
@@ -103,7 +107,7 @@ def _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n
     tm = load_model(model)
     cfg = AuditConfig(methods=tuple(methods.split(",")), limit=limit, batch_size=batch_size, compare_n=compare_n,
                       sanity_n=sanity_n, data_checks=data_checks, training_data=training_data, seed=seed,
-                      robustness_n=robustness_n, **(masks or {}))
+                      robustness_n=robustness_n, **(options or {}))
     for s in samples.skipped[:5]:
         typer.secho(f"skipped {s.path}: {s.reason}", fg=typer.colors.YELLOW, err=True)
     if len(samples.skipped) > 5:

@@ -22,6 +22,9 @@ class AuditConfig:
     batch_size: int = 32
     compare_n: int = 16  # images for the explainer comparison and deletion/insertion curves
     sanity_n: int = 4  # images for the model-randomisation check
+    # images of the comparison subset also scored by ROAD (noisy-imputation removal, ROAD_LEVELS);
+    # each costs sparse linear solves of ~1-10 s per level, so few (0: off)
+    road_n: int = 4
     gallery_n: int = 8
     data_checks: bool = True
     # the model's training data, to find audited images it has seen: "auto" (hashes stored in the
@@ -47,5 +50,7 @@ class AuditConfig:
             raise AuditError(f"batch size must be at least 1, got {self.batch_size}")
         if self.robustness_n is not None and self.robustness_n < 0:
             raise AuditError(f"--robustness-n must be 0 (off) or more, got {self.robustness_n}")
+        if self.road_n < 0:
+            raise AuditError(f"--road-n must be 0 (off) or more, got {self.road_n}")
         if self.limit is not None and self.limit < 1:
             raise AuditError(f"--limit must be at least 1, got {self.limit}")

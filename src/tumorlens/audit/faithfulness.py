@@ -133,6 +133,7 @@ def curve_endpoints(model: TumorModel, images01: np.ndarray, targets: np.ndarray
 #    neighbours instead of a constant, so the removal's shape does not leak the class. Computed with
 #    pytorch-grad-cam's implementation (pytorch_grad_cam.metrics.road). -------------------------------
 ROAD_PERCENTILES = (10, 30, 50, 70, 90)  # heatmap percentiles: remove the top (MoRF) / bottom (LeRF) 90 ... 10 %
+AUDIT_ROAD_PERCENTILES = (50, 70, 90)  # the audit's explainer table: three levels, to keep its cost down
 
 
 @dataclass

@@ -18,7 +18,7 @@ from tumorlens.audit.checks.base import AuditContext, Check, CheckResult, Figure
 from tumorlens.audit.checks.explainer_maps import ExplainerMaps
 from tumorlens.audit.checks.sanity import SanityResults
 from tumorlens.audit.config import PRIMARY_METHOD
-from tumorlens.audit.faithfulness import curve_endpoints, deletion_insertion
+from tumorlens.audit.faithfulness import AUDIT_ROAD_PERCENTILES, curve_endpoints, deletion_insertion, road
 
 
 @dataclass
@@ -42,7 +42,8 @@ class FaithfulnessCheck(Check):
         truth = ctx.truth[maps.idx]
         res = ComparisonResult()
         ends = curve_endpoints(ctx.model, maps.display, maps.targets, maps.fills, bs)
-        bar = tqdm(total=len(maps.heatmaps) * len(maps.idx), desc="comparing explainers", unit="img",
+        n_road = min(ctx.config.road_n, len(maps.idx))
+        bar = tqdm(total=len(maps.heatmaps) * (len(maps.idx) + n_road), desc="comparing explainers", unit="img",
                    disable=not ctx.config.progress)
         for method, heat in maps.heatmaps.items():
             atts = [att.analyse_attention(h, reg, tum, correct=bool(t == y))
@@ -68,6 +69,8 @@ class FaithfulnessCheck(Check):
                 "sanity_ssim": s.final_ssim,
                 "ms_per_image": float(maps.ms_per_image[method]),
             }
+            if n_road:
+                row.update(_road_columns(ctx, maps, heat, n_road, bar.update))
             if method == PRIMARY_METHOD:  # its time on every audited image, in the image pass
                 row["ms_per_image_all_images"] = ctx.seconds_primary_explain * 1000 / max(ctx.n, 1)
             res.rows.append(row)
@@ -84,6 +87,16 @@ class FaithfulnessCheck(Check):
         if maps.heatmaps:
             figs.append(Figure("methods", _method_examples(maps, ctx, fig_dir / "explainers.jpg")))
         return figs
+
+
+def _road_columns(ctx: AuditContext, maps: ExplainerMaps, heat: np.ndarray, n: int, progress) -> dict:
+    """ROAD on the first n images of the comparison subset: the removal fills pixels by noisy
+    imputation from their neighbours, so, unlike deletion's grey fill, the removed shape cannot
+    tell the class (Rong et al. 2022)."""
+    r = road(ctx.model, maps.display[:n], heat[:n], maps.targets[:n], AUDIT_ROAD_PERCENTILES,
+             seed=ctx.config.seed, progress=progress)
+    return {"road_n": n, "road_percentiles": list(r.percentiles), "road_morf": float(r.morf.mean()),
+            "road_lerf": float(r.lerf.mean()), "road_combined": float(r.combined.mean())}
 
 
 def _method_examples(maps: ExplainerMaps, ctx: AuditContext, path: Path) -> Path:
