@@ -61,7 +61,7 @@ def test_audit_command_writes_report_and_finds_the_leak(dataset, checkpoint, tmp
     assert s["classification"]["near_twins_in_training"] == N_TWINS
     assert s["classification"]["leakage_free"]["n"] == 12
     assert "does not name its training data" in s["leakage"]["model_training_data"]["note"]  # no provenance
-    assert [r["method"] for r in s["explainers"]] == ["gradcam", "random"]
+    assert [r["method"] for r in s["explainers"]] == ["localise", "gradcam", "random"]  # the per-image map first
     for r in s["explainers"]:  # ROAD on the comparison's 4 images (the default --road-n 4)
         assert r["road_n"] == 4 and r["road_percentiles"] == [50, 70, 90]
         assert r["road_combined"] == pytest.approx((r["road_lerf"] - r["road_morf"]) / 2)

@@ -2,7 +2,9 @@
 list of checks (issue 14): same bundled model, same bundled slices, same seed.
 
 tests/fixtures/demo_audit_reference.json was written from `tumorlens audit --demo --seed 0` on the
-code before the refactor (main at 0ebbd05), by `reference_view` below; it holds every number of
+code before the refactor (main at 0ebbd05), by `reference_view` below, and rewritten when the audit's
+per-image map became the localisation map (HiResCAM at stride 16, issue 16) and ROAD joined the
+explainer table; it holds every number of
 summary.json except timings and paths, the verdict, and the columns of gradcam_analysis.csv with
 their means. summary.json's keys are what users script against: the key test fails when a key
 disappears (new keys may be added: update the fixture's key list with the new ones)."""
@@ -18,6 +20,7 @@ import pytest
 
 FIXTURE = Path(__file__).parent / "fixtures" / "demo_audit_reference.json"
 VOLATILE = ("timing_seconds", "tumorlens_version")  # machine- and release-dependent
+VOLATILE_PREFIXES = ("data_checks.seconds", "robustness.cost.")  # stage timings
 VOLATILE_LEAVES = ("ms_per_image", "ms_per_image_all_images", "root", "path", "progress")
 # the "random" explainer is the baseline with unseeded random channel weights (seed None): its
 # numbers differ between two runs of the same code, so they are not compared
@@ -43,7 +46,7 @@ def reference_view(summary: dict, csv: pd.DataFrame) -> dict:
     for section in ("sanity", "faithfulness_curves"):
         kept[section] = {m: v for m, v in (kept.get(section) or {}).items() if m != UNSEEDED_METHOD}
     leaves = {k: v for k, v in _flatten(kept)
-              if k.rsplit(".", 1)[-1] not in VOLATILE_LEAVES and not k.startswith("data_checks.seconds")}
+              if k.rsplit(".", 1)[-1] not in VOLATILE_LEAVES and not k.startswith(VOLATILE_PREFIXES)}
     numeric = csv.select_dtypes("number")
     keys = sorted(k for k, _ in _flatten_keys(summary) if not k.startswith("data_checks.seconds."))
     return {"summary": leaves, "keys": keys,

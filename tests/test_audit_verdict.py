@@ -6,6 +6,7 @@ from tumorlens.audit.checks.attention import AttentionCheck, AttentionResult
 from tumorlens.audit.checks.counterfactuals import CounterfactualCheck, CounterfactualResult
 from tumorlens.audit.checks.leakage import LeakageCheck, LeakageResult
 from tumorlens.audit.checks.sanity import SanityCheck, SanityResults
+from tumorlens.audit.config import PRIMARY_METHOD
 from tumorlens.audit.checks.shortcut import ShortcutCheck, ShortcutResult
 from tumorlens.audit.sanity import SanityResult
 from tumorlens.audit.verdict import make_verdict
@@ -30,7 +31,8 @@ def short(flagged=False, p=0.5):
 
 
 def sane(passed=True):
-    return SanityResults({"gradcam": SanityResult("gradcam", passed=passed, message="gradcam ...")})
+    # the sanity verdict judges the audit's per-image map (PRIMARY_METHOD)
+    return SanityResults({PRIMARY_METHOD: SanityResult(PRIMARY_METHOD, passed=passed, message="map ...")})
 
 
 def status(item):

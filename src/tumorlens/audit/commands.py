@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
                                  "gradcam_analysis.csv, figures/"),
         demo: bool = typer.Option(False, "--demo", help="the bundled model on the bundled sample slices"),
         methods: str = typer.Option(",".join(_default_methods()), "--methods",
-                                    help="explainers to compare (Grad-CAM is always the per-image method)"),
+                                    help="explainers to compare (the per-image localisation map, HiResCAM, is always added)"),
         limit: int | None = typer.Option(None, "--limit", help="audit a seeded, class-mixed subset of N images"),
         batch_size: int = typer.Option(32, "--batch-size"),
         compare_n: int | None = typer.Option(None, "--compare-n", help="images for the explainer comparison and "

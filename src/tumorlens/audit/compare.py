@@ -54,7 +54,7 @@ def _figures(classes: list[str], shifts: list[str]) -> list[Figure]:
                ("shortcut", "accuracy", "brain_blanked"), False),
         Figure("brain_only_accuracy", "accuracy on the brain alone", "shortcut", ("shortcut", "accuracy", "brain_only"),
                True),
-        Figure("attention_outside_brain", "correct predictions with Grad-CAM peak outside the brain", "attention",
+        Figure("attention_outside_brain", "correct predictions whose map peaks outside the brain", "attention",
                ("attention", "all", "share_correct_focused_outside_brain"), False),
         Figure("pointing_game", "pointing game (peak on the tumor)", "attention", ("attention", "all", "pointing_game"),
                True),

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tumorlens.errors import TumorlensError
-from tumorlens.explain.methods import DEFAULT_METHOD
+from tumorlens.explain.methods import LOCALISATION_METHOD, method_spec
 
-PRIMARY_METHOD = DEFAULT_METHOD  # the per-image analysis (gradcam_analysis.csv) is Grad-CAM's
+# The per-image map (gradcam_analysis.csv, attention, atlas, strategies): the localisation map chosen
+# on the blob control (explain/methods.py), not Grad-CAM, whose 7 x 7 last stage cannot point at a tumor.
+PRIMARY_METHOD = LOCALISATION_METHOD
+PRIMARY_LABEL = method_spec(PRIMARY_METHOD).library_name  # how texts name it ("HiResCAM")
 DEFAULT_METHODS = ("gradcam", "gradcam++", "saliency", "random")
 
 
@@ -44,7 +47,7 @@ class AuditConfig:
     def __post_init__(self) -> None:
         methods = [m.strip().lower() for m in self.methods if m and m.strip()]
         if PRIMARY_METHOD not in methods:
-            methods.insert(0, PRIMARY_METHOD)  # the per-image analysis is Grad-CAM's
+            methods.insert(0, PRIMARY_METHOD)  # the per-image map is always compared too
         self.methods = tuple(dict.fromkeys(methods))
         if self.batch_size < 1:
             raise AuditError(f"batch size must be at least 1, got {self.batch_size}")

@@ -99,7 +99,7 @@ def focus_bars(counts_correct: dict, counts_wrong: dict, path: Path) -> Path:
         ax.text(1.01, y, f"n={sum(counts.values())}", va="center", fontsize=8)
     ax.set_yticks(range(len(groups)), [g[0] for g in groups])
     ax.set_xlim(0, 1)
-    ax.set_xlabel("share of images by where the Grad-CAM peak lies")
+    ax.set_xlabel("share of images by where the map's peak lies")
     ax.legend(ncol=5, fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, 1.35), frameon=False)
     return _save(fig, path)
 

@@ -6,7 +6,7 @@ feeds and collects):
    training data), else everything; optionally a seeded, class-mixed subset (--limit);
 2. every check's `start` (the leakage check: data checks on the whole dataset -> leakage-free subset);
 3. per chunk of images: display image, regions, tumor mask, predictions and the per-image
-   explainer's heatmaps (Grad-CAM); every check's `on_chunk` sees the chunk while it is in memory
+   explainer's heatmaps (config.PRIMARY_METHOD, the localisation map); every check's `on_chunk` sees the chunk while it is in memory
    (attention analysis, shortcut versions, tumor counterfactuals, the comparison subset);
 4. every check's `finish` (in the order their `after` needs) -> typed results; the explainer
    comparison, deletion/insertion curves and the randomisation check run here, on a small seeded

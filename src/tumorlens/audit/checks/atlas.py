@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tumorlens.audit.atlas import attention_atlas
+from tumorlens.audit.config import PRIMARY_LABEL
 from tumorlens.audit.checks.base import NA, PASS, WARN, AuditContext, Check, CheckResult, Figure, VerdictItem
 
 MIN_IMAGES = 10
-THRESHOLDS = {"atlas": f"warn when the mean Grad-CAM map of a predicted class (>= {MIN_IMAGES} calls) peaks outside the brain"}
+THRESHOLDS = {"atlas": f"warn when the mean {PRIMARY_LABEL} map of a predicted class (>= {MIN_IMAGES} calls) peaks outside the brain"}
 
 
 @dataclass

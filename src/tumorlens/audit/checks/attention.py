@@ -18,9 +18,10 @@ from tumorlens.audit import attention as att
 from tumorlens.audit.checks.base import (
     FAIL, NA, PASS, WARN, AuditContext, Check, CheckResult, Chunk, Figure, ImageRecord, VerdictItem,
 )
-from tumorlens.audit.config import PRIMARY_METHOD
+from tumorlens.audit.config import PRIMARY_LABEL, PRIMARY_METHOD
+from tumorlens.explain.methods import localisation_note
 
-OFF_TARGET_WARN = 0.10  # share of correct predictions whose Grad-CAM peak lies outside the brain
+OFF_TARGET_WARN = 0.10  # share of correct predictions whose map's peak lies outside the brain
 OFF_TARGET_FAIL = 0.25
 
 THRESHOLDS = {"correct_focused_outside_brain": f"pass < {OFF_TARGET_WARN:.0%} <= warn < {OFF_TARGET_FAIL:.0%} <= fail"}
@@ -32,6 +33,7 @@ class AttentionResult(CheckResult):
     by_class: list[dict]
     leakage_free: dict | None = None
     method: str = PRIMARY_METHOD
+    map_note: str = ""  # the map, its resolution and control score: stated beside every localisation figure
     pointing_tolerance_px: float = att.POINTING_TOLERANCE_PX
     edge_band_fraction: float = att.EDGE_BAND_FRACTION
 
@@ -40,7 +42,7 @@ class AttentionResult(CheckResult):
         return self.all["share_correct_focused_outside_brain"]
 
     def to_summary(self) -> dict:
-        d = {"method": self.method, "all": self.all, "by_class": self.by_class}
+        d = {"method": self.method, "map_note": self.map_note, "all": self.all, "by_class": self.by_class}
         if self.leakage_free is not None:
             d["leakage_free"] = self.leakage_free
         return {"attention": d, "terms": {"pointing_tolerance_px": self.pointing_tolerance_px,
@@ -61,7 +63,8 @@ class AttentionCheck(Check):
 
     def finish(self, ctx: AuditContext) -> AttentionResult:
         df, keep = ctx.table(), ctx.keep
-        res = AttentionResult(all=summarise_part(df), by_class=by_class(df))
+        res = AttentionResult(all=summarise_part(df), by_class=by_class(df),
+                              map_note=localisation_note(ctx.model.recipe.size))
         if keep is not None and keep.any():
             res.leakage_free = summarise_part(df[keep])
         return res
@@ -72,7 +75,7 @@ class AttentionCheck(Check):
             return VerdictItem(self.name, NA, "no correct predictions to examine")
         status = FAIL if off >= OFF_TARGET_FAIL else (WARN if off >= OFF_TARGET_WARN else PASS)
         text = (f"{off:.1%} of correct predictions ({a['flag_counts'].get(att.FLAG_RIGHT_WRONG_REASON, 0)} of "
-                f"{a['n_correct']}) have their Grad-CAM peak outside the brain (skull, edge or background)")
+                f"{a['n_correct']}) have their {PRIMARY_LABEL} peak outside the brain (skull, edge or background)")
         if a.get("pointing_game") is not None:
             text += (f"; peak on the tumor (pointing game, {r.pointing_tolerance_px} px tolerance) in "
                      f"{a['pointing_game']:.1%} of {a['n_with_tumor_mask']} images with a tumor mask")
@@ -89,7 +92,7 @@ class AttentionCheck(Check):
         def gallery(key, title, note, picks):
             figs.append(Figure(key, F.gallery([tile(recs[i], df.iloc[i]) for i in picks],
                                               [caption(df.iloc[i]) for i in picks], fig_dir / f"{key}.jpg"),
-                               title=title, note=note))
+                               title=title, note=f"{note}; {r.map_note}"))
 
         correct = df["correct"].to_numpy()
         for key, title, mask in (("gallery_correct", "Correct predictions", correct),

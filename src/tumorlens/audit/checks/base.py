@@ -49,7 +49,7 @@ What a chunk holds (`Chunk`): the samples, true and predicted class indices, cal
 probabilities, the display images (the recipe's geometry, [0, 1], float32: edit these and call
 `ctx.predict` to re-run the model on an edited version: every audit edit is made in display space,
 see audit/forward.py), head/skull/brain `Regions`, tumor masks (or None), the background grey, the
-per-image heatmaps of the primary explainer (Grad-CAM, [0, 1]), and the chunk's `ImageRecord`s.
+per-image heatmaps of the primary explainer (config.PRIMARY_METHOD, [0, 1]), and the chunk's `ImageRecord`s.
 `ImageRecord` is one audited image for the whole run: 8-bit copies for the report's galleries and
 the columns of gradcam_analysis.csv (`record.columns`; add yours in `finish`, in the order you
 want them in the CSV). `ctx.records` holds all of them, in audited order, once the pass is done.

@@ -14,11 +14,11 @@ from tqdm.auto import tqdm
 
 from tumorlens.audit.checks.base import FAIL, PASS, WARN, AuditContext, Check, CheckResult, Figure, VerdictItem
 from tumorlens.audit.checks.explainer_maps import ExplainerMaps, explainer
-from tumorlens.audit.config import PRIMARY_METHOD
+from tumorlens.audit.config import PRIMARY_LABEL, PRIMARY_METHOD
 from tumorlens.audit.sanity import MAX_SPEARMAN, MAX_SSIM, SanityResult, cascading_randomisation
 from tumorlens.explain.methods import BASELINE_METHODS  # expected to fail: their failing is no finding
 
-THRESHOLDS = {"sanity": (f"fail when Grad-CAM maps survive full model randomisation (Spearman >= {MAX_SPEARMAN} or "
+THRESHOLDS = {"sanity": (f"fail when {PRIMARY_LABEL} maps survive full model randomisation (Spearman >= {MAX_SPEARMAN} or "
                          f"SSIM >= {MAX_SSIM})")}
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from tumorlens.audit.checks.atlas import records_arrays
 from tumorlens.audit.checks.base import NA, PASS, WARN, AuditContext, Check, CheckResult, Figure, VerdictItem
 from tumorlens.audit.strategies import OUTSIDE_BRAIN_FLAG, spray
+from tumorlens.explain.methods import localisation_note
 
 THRESHOLDS = {"strategies": (f"a cluster is flagged when >= {OUTSIDE_BRAIN_FLAG:.0%} of its attention lies outside the "
                              f"brain; warn when any is")}
@@ -74,5 +75,6 @@ class StrategiesCheck(Check):
                     f"{df.iloc[i]['prediction']}" for c, i in picks]
             figs.append(Figure("gallery_strategies", F.gallery(tiles, caps, fig_dir / "strategies_examples.jpg"),
                                title="Flagged strategy clusters: examples",
-                               note="the images nearest each flagged cluster's mean heatmap"))
+                               note="the images nearest each flagged cluster's mean heatmap; "
+                               + localisation_note(ctx.model.recipe.size)))
         return figs
