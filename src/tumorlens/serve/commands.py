@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
                                           help="seconds a slow explainer (Score-CAM, IG, GradientSHAP) may take; then 503"),
         decode_memory_mb: float = typer.Option(768.0, "--decode-memory-mb", min=1.0,
                                                help="memory that decoding uploads may hold at once, across requests"),
+        segmenter: Path = typer.Option(None, "--segmenter",
+                                       help="tumor segmenter for the outlines (default: the bundled one)"),
+        no_segmenter: bool = typer.Option(False, "--no-segmenter", help="no tumor outlines (tumor: null)"),
     ) -> None:
         """Serve predictions and explanations over HTTP, with a web page at /. Research tool, not a diagnosis."""
         from tumorlens.models.checkpoint import CheckpointError
@@ -48,7 +51,8 @@ def register(app: typer.Typer) -> None:
                                  max_upload_mb=max_upload_mb, inference_threads=threads,
                                  workers=workers, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
                                  request_timeout_s=request_timeout, max_connections=max_connections,
-                                 slow_budget_s=slow_budget, decode_memory_mb=decode_memory_mb)
+                                 slow_budget_s=slow_budget, decode_memory_mb=decode_memory_mb,
+                                 segmenter=not no_segmenter, segmenter_path=segmenter)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
             web = create_app(settings)

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from tumorlens.anatomy.regions import Regions
 from tumorlens.explain.methods import DEFAULT_METHOD
 from tumorlens.models.checkpoint import TumorModel
 from tumorlens.serve.attention import (
@@ -63,6 +64,18 @@ class ExplainResult:
     image01: np.ndarray  # (S, S) display image
     attention: AttentionSummary
     summary: str
+    regions: Regions  # of image01, for measures against other masks (the segmenter's tumor)
+
+
+def explained_slice(decoded: DecodedInput, slice_index: int | None) -> int:
+    """The slice an explanation is about: the requested one of a volume (default: the middle), or 0."""
+    if not decoded.is_volume:
+        return 0
+    n = len(decoded.images)
+    index = n // 2 if slice_index is None else slice_index
+    if not 0 <= index < n:
+        raise ServiceError(422, "invalid_slice", f"slice {slice_index} does not exist; the volume has {n} slices (0-{n - 1})")
+    return index
 
 
 class InputRefused(ServiceError):
@@ -205,13 +218,7 @@ class Predictor:
 
     # -- explanation ---------------------------------------------------------------------------
     def explain(self, decoded: DecodedInput, slice_index: int | None, method: str, target: str | None) -> ExplainResult:
-        if decoded.is_volume:
-            n = len(decoded.images)
-            index = n // 2 if slice_index is None else slice_index
-            if not 0 <= index < n:
-                raise ServiceError(422, "invalid_slice", f"slice {slice_index} does not exist; the volume has {n} slices (0-{n - 1})")
-        else:
-            index = 0
+        index = explained_slice(decoded, slice_index)
         image = decoded.images[index]
         check = check_input(image, decoded.colour_fraction, decoded.meta)
         if check.refuse:
@@ -235,4 +242,4 @@ class Predictor:
         heatmap = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0, 1)
         summary = attention_summary(heatmap, image01, regions)
         text = plain_explanation(summary, method, classes[t], float(probs[t]), result.predicted_class, result.confidence)
-        return ExplainResult(result, method, classes[t], heatmap, image01, summary, text)
+        return ExplainResult(result, method, classes[t], heatmap, image01, summary, text, regions[0])

@@ -38,6 +38,39 @@ class SlicePrediction(BaseModel):
     warnings: list[Warning_]
 
 
+class Box(BaseModel):
+    x: int = Field(description="left column, in the uploaded image's pixels")
+    y: int = Field(description="top row")
+    width: int
+    height: int
+
+
+class TumorOutline(BaseModel):
+    """What the bundled tumor segmenter (a U-Net; held-out Dice about 0.64, see SEGMENTER_CARD.md)
+    outlines on this slice. Research use: it misses small tumors and can outline non-tumor tissue."""
+
+    found: bool = Field(description="whether any tumor area is left after the segmenter's decision rule "
+                                    "(threshold, small components dropped)")
+    area_fraction: float = Field(description="tumor pixels / image pixels")
+    bbox: Box | None = Field(description="bounding box of the tumor pixels; null when none was found")
+    polygons: list[list[list[int]]] = Field(
+        description="outer outline of each tumor region, largest first: [[x, y], ...] pixel columns and rows of "
+                    "the uploaded image, simplified (OpenCV findContours + approxPolyDP)")
+    segmenter: str | None = Field(description="the segmenter's version")
+    note: str
+
+
+class ExplainedTumorOutline(TumorOutline):
+    heatmap_energy_inside: float | None = Field(
+        description="share of the heatmap's energy inside the outlined tumor (the audit's energy_tumor); "
+                    "null when no tumor was found or the heatmap is empty")
+
+
+TUMOR_DESCRIPTION = ("the segmenter's tumor outline for a single image (for /v1/explain: the explained slice); "
+                     "null for volumes on /v1/predict, refused inputs, and when the segmenter is off "
+                     "(--no-segmenter) or unavailable (see /health)")
+
+
 class PredictResponse(BaseModel):
     request_id: str
     model: ModelRef
@@ -49,6 +82,7 @@ class PredictResponse(BaseModel):
     probabilities: dict[str, float] | None
     warnings: list[Warning_]
     slices: list[SlicePrediction] | None = Field(None, description="NIfTI volumes and multi-frame DICOM only")
+    tumor: TumorOutline | None = Field(None, description=TUMOR_DESCRIPTION)
     disclaimer: str = DISCLAIMER
 
 
@@ -71,12 +105,22 @@ class ExplanationOut(BaseModel):
     heatmap_png: str = Field(description="base64 RGBA PNG: the colour-mapped heatmap alone, opacity "
                                              "growing with the heat (for client-side blending)")
     image_png: str = Field(description="base64 PNG: the image as the model sees it")
+    image_box: Box = Field(description="the part of the uploaded image that image_png shows (the model's head "
+                                       "crop, or the whole image), stretched to its square: maps tumor.polygons "
+                                       "onto image_png")
     attention: Attention
     summary: str = Field(description="plain-language reading of the attention numbers")
 
 
 class ExplainResponse(PredictResponse):
+    tumor: ExplainedTumorOutline | None = Field(None, description=TUMOR_DESCRIPTION)
     explanation: ExplanationOut
+
+
+class SegmenterStatus(BaseModel):
+    state: Literal["off", "loading", "ready", "unavailable"] = Field(
+        description="off: started with --no-segmenter; unavailable: its file failed to load (see problems)")
+    version: str | None = None
 
 
 class SampleOut(BaseModel):
@@ -91,6 +135,7 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     problems: list[str] = Field(default_factory=list, description="why the status is degraded")
     model: ModelRef
+    segmenter: SegmenterStatus
     auth_required: bool
     version: str
 

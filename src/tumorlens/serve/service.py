@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import logging
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +27,11 @@ from tumorlens.serve.decode import DecodedInput, decode_upload
 from tumorlens.serve.decode_budget import DecodeBudget, estimate_decode_bytes
 from tumorlens.serve.errors import ServiceError
 from tumorlens.serve.model_card import find_card, model_description
-from tumorlens.serve.predictor import InputRefused, Predictor, SliceResult, heatmap_layer, png_bytes
+from tumorlens.serve.predictor import InputRefused, Predictor, SliceResult, explained_slice, heatmap_layer, png_bytes
 from tumorlens.serve.samples import SampleLibrary
+from tumorlens.serve.segmenter import SegmenterLane, segmenter_loader
 from tumorlens.serve.settings import ServeSettings
+from tumorlens.serve.tumor import energy_inside, image_box, outline
 from tumorlens.serve.upload import SUPPORTED, Upload
 
 log = logging.getLogger("tumorlens.serve")
@@ -51,6 +55,7 @@ class Service:
     keys: KeyChecker
     card: dict  # the public model card (model_card.py), with the service's own facts
     decode_budget: DecodeBudget
+    segmenter: SegmenterLane
 
     @classmethod
     def build(cls, settings: ServeSettings, model: TumorModel | None = None) -> Service:
@@ -68,9 +73,15 @@ class Service:
                            "slow_methods": [m for m in settings.explain_methods if predictor.is_slow(m)],
                            "max_upload_mb": settings.max_upload_mb, "formats": SUPPORTED}
         budget = DecodeBudget(settings.decode_memory_bytes, settings.decode_wait_s)
-        return cls(settings, model, predictor, audit, SampleLibrary(settings.samples_dir), checker, card, budget)
+        if settings.segmenter and settings.segmenter_path is not None and not Path(settings.segmenter_path).is_file():
+            # a named file that is not there is a typo: say so now; one that fails to load degrades /health
+            raise FileNotFoundError(f"segmenter not found: {settings.segmenter_path}")
+        lane = SegmenterLane(segmenter_loader(settings.segmenter, settings.segmenter_path),
+                             settings.max_batch, settings.batch_wait_ms)
+        return cls(settings, model, predictor, audit, SampleLibrary(settings.samples_dir), checker, card, budget, lane)
 
     def close(self) -> None:
+        self.segmenter.close()
         self.predictor.close()
         self.audit.close()
 
@@ -114,6 +125,20 @@ class Service:
             "disclaimer": schemas.DISCLAIMER,
         }
 
+    def tumor_mask(self, pending: Future | None, rid: str):
+        """The segmenter's mask, or None (off, failed, or too slow: the prediction is sent without it)."""
+        if pending is None:
+            return None
+        try:
+            return pending.result(timeout=self.settings.model_timeout_s)
+        except FutureTimeout:
+            pending.cancel()
+            log.error("the segmenter did not answer within %g s (request %s); sent without outline",
+                      self.settings.model_timeout_s, rid)
+        except Exception as exc:  # noqa: BLE001 - the outline is an extra: never fail the prediction for it
+            log.error("no tumor outline for request %s: %s", rid, exc)
+        return None
+
     def decode(self, upload: Upload) -> DecodedInput:
         return decode_upload(upload.data, self.settings)
 
@@ -130,25 +155,43 @@ class Service:
 
     def _predict(self, rid: str, upload: Upload, key_id: str | None) -> dict:
         decoded = self.decode(upload)
-        results = self.predictor.predict(decoded)
-        self.log_results(rid, "predict", upload, decoded, results, key_id)
-        if not decoded.is_volume and results[0].status == "refused":
-            raise InputRefused(results[0])
-        if decoded.is_volume and all(r.status == "refused" for r in results):
-            raise ServiceError(422, "blank_image", "refused: every slice of the volume is blank or unusable")
-        return self.response_body(rid, upload, decoded, results)
+        # started first, so that it runs beside the classifier; volumes get no outline here (one
+        # segmenter pass per slice would multiply the cost; /v1/explain outlines the explained slice)
+        pending = None if decoded.is_volume else self.segmenter.submit(decoded.images[0])
+        try:
+            results = self.predictor.predict(decoded)
+            self.log_results(rid, "predict", upload, decoded, results, key_id)
+            if not decoded.is_volume and results[0].status == "refused":
+                raise InputRefused(results[0])
+            if decoded.is_volume and all(r.status == "refused" for r in results):
+                raise ServiceError(422, "blank_image", "refused: every slice of the volume is blank or unusable")
+        except BaseException:
+            _drop(pending)  # no answer will carry the outline: let the segmenter skip it
+            raise
+        body = self.response_body(rid, upload, decoded, results)
+        mask = self.tumor_mask(pending, rid)
+        if mask is not None:
+            body["tumor"] = outline(mask, self.segmenter.version)
+        return body
 
     def _explain(self, rid: str, upload: Upload, key_id: str | None, method: str, target: str | None,
                  slice_index: int | None, alpha: float, wants_png: bool) -> dict | Response:
         from tumorlens.explain import overlay
 
         decoded = self.decode(upload)
+        index = explained_slice(decoded, slice_index)
+        # the PNG answer has no place for an outline: no segmenter pass for it
+        pending = None if wants_png else self.segmenter.submit(decoded.images[index])
         try:
-            ex = self.predictor.explain(decoded, slice_index, method, target)
-        except InputRefused as refused:
-            self.log_results(rid, "explain", upload, decoded, [refused.result], key_id, method)
+            try:
+                ex = self.predictor.explain(decoded, slice_index, method, target)
+            except InputRefused as refused:
+                self.log_results(rid, "explain", upload, decoded, [refused.result], key_id, method)
+                raise
+            self.log_results(rid, "explain", upload, decoded, [ex.result], key_id, method)
+        except BaseException:
+            _drop(pending)
             raise
-        self.log_results(rid, "explain", upload, decoded, [ex.result], key_id, method)
         overlay_rgb = overlay(ex.image01, ex.heatmap, alpha=alpha)
         r = ex.result
         if wants_png:
@@ -165,8 +208,19 @@ class Service:
             "heatmap_png": _b64(png_bytes(heatmap_layer(ex.heatmap))),
             "image_png": _b64(png_bytes((ex.image01 * 255).round().astype("uint8"))),
             "attention": ex.attention.to_dict(), "summary": ex.summary,
+            "image_box": image_box(decoded.images[index], self.model.recipe),
         }
+        mask = self.tumor_mask(pending, rid)
+        if mask is not None:
+            image = decoded.images[index]
+            body["tumor"] = {**outline(mask, self.segmenter.version), "heatmap_energy_inside":
+                             energy_inside(ex.heatmap, ex.regions, mask, image, self.model.recipe)}
         return body
+
+
+def _drop(pending: Future | None) -> None:
+    if pending is not None:
+        pending.cancel()
 
 
 def _b64(data: bytes) -> str:

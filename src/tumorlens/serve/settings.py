@@ -50,6 +50,10 @@ class ServeSettings:
     decode_wait_s: float = 60.0
     samples_dir: Path | None = None  # None: the package's bundled samples
     model_card_path: Path | None = None  # None: MODEL_CARD.md beside the checkpoint, else the bundled card
+    # tumor outlines (segmenter.py): loaded in their own thread after start-up; a file that fails to
+    # load leaves predictions without outlines and /health degraded
+    segmenter: bool = True
+    segmenter_path: Path | None = None  # None: the segmenter bundled with the package
 
     def __post_init__(self) -> None:
         if self.max_upload_mb <= 0:

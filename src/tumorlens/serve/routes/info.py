@@ -31,11 +31,13 @@ async def page():
 @router.get("/health", response_model=schemas.Health, tags=["service"])
 async def health(svc: Service = Depends(service)):
     """Liveness and what a client needs to know before calling (is a key required?). `status` is
-    "degraded" when a model thread had to be restarted or the audit database was found deleted."""
-    problems = svc.predictor.problems()
+    "degraded" when a model thread had to be restarted, the audit database was found deleted, or the
+    tumor segmenter failed to load (predictions then come without outlines)."""
+    problems = svc.predictor.problems() + svc.segmenter.problems()
     if svc.audit.reopened:
         problems.append(f"the audit database was re-created {svc.audit.reopened} time(s) after it was deleted")
     return {"status": "degraded" if problems else "ok", "problems": problems, "model": svc.model_ref,
+            "segmenter": {"state": svc.segmenter.state, "version": svc.segmenter.version},
             "auth_required": svc.settings.auth, "version": __version__}
 
 
