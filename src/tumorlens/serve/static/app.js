@@ -122,6 +122,7 @@ function render(body) {
   $("base-image").src = `data:image/png;base64,${ex.image_png}`;
   $("heatmap").src = `data:image/png;base64,${ex.heatmap_png}`;
   applyOpacity();
+  drawOutline(body.tumor, ex.image_box);
 
   const rows = Object.entries(ex.attention.shares).map(([region, share]) => {
     const tr = document.createElement("tr");
@@ -138,6 +139,31 @@ function render(body) {
   $("attention").tBodies[0].replaceChildren(...rows);
   $("summary").textContent = ex.summary;
   show("result", true);
+}
+
+const OUTLINE_LABEL = "segmenter outline (research use; misses small tumors)";
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+// The polygons are in the uploaded image's pixels; the SVG's viewBox is the part of the upload the
+// picture shows (image_box), stretched like the picture, so no coordinate is converted here.
+function drawOutline(tumor, box) {
+  const svg = $("outline");
+  svg.replaceChildren();
+  show("outline-label", Boolean(tumor));
+  if (!tumor) return;  // segmenter off or unavailable
+  svg.setAttribute("viewBox", `${box.x} ${box.y} ${box.width} ${box.height}`);
+  for (const points of tumor.polygons) {
+    const polygon = document.createElementNS(SVG_NS, "polygon");
+    polygon.setAttribute("points", points.map(([x, y]) => `${x + 0.5},${y + 0.5}`).join(" "));  // pixel centres
+    svg.append(polygon);
+  }
+  let text = OUTLINE_LABEL;
+  if (!tumor.found) {
+    text += ": no tumor outlined on this slice";
+  } else if (tumor.heatmap_energy_inside != null) {
+    text += `: ${(100 * tumor.heatmap_energy_inside).toFixed(0)}% of the heatmap lies inside it`;
+  }
+  $("outline-text").textContent = text;
 }
 
 function applyOpacity() {
