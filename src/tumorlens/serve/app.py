@@ -27,10 +27,11 @@ from tumorlens.serve.settings import ServeSettings
 __all__ = ["create_app", "resolve_model_path"]
 
 
-def create_app(settings: ServeSettings | None = None, model: TumorModel | None = None) -> FastAPI:
+def create_app(settings: ServeSettings | None = None, model: TumorModel | None = None, segmenter=None) -> FastAPI:
     """Build the service. Raises CheckpointError, AuthConfigError or AuditTrailError with a clear
-    message when the model, the keys or the audit database are unusable."""
-    service = Service.build(settings or ServeSettings(), model)
+    message when the model, the keys or the audit database are unusable. segmenter: a loaded tumor
+    segmenter to use instead of settings.segmenter_path (e.g. one already in memory)."""
+    service = Service.build(settings or ServeSettings(), model, segmenter)
     app = FastAPIOffline(
         title="tumorlens", version=__version__,
         description="Brain-tumor MRI classification with explanations. " + schemas.DISCLAIMER,

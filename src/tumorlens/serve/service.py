@@ -58,9 +58,16 @@ class Service:
     segmenter: SegmenterLane
 
     @classmethod
-    def build(cls, settings: ServeSettings, model: TumorModel | None = None) -> Service:
+    def build(cls, settings: ServeSettings, model: TumorModel | None = None, segmenter=None) -> Service:
         """Raises CheckpointError, AuthConfigError or AuditTrailError with a clear message when the
-        model, the keys or the audit database are unusable."""
+        model, the keys or the audit database are unusable (FileNotFoundError for a named segmenter
+        file that is not there). segmenter: a ready one (anything with predict, recipe and version)
+        instead of loading settings.segmenter_path."""
+        if settings.segmenter and segmenter is None and settings.segmenter_path is not None \
+                and not Path(settings.segmenter_path).is_file():
+            # a named file that is not there is a typo: say so at once; one that fails to load
+            # (damaged, another format) leaves the service up without outlines and /health degraded
+            raise FileNotFoundError(f"segmenter not found: {settings.segmenter_path}")
         model_path = resolve_model_path(settings)
         model = model or load_model(model_path)
         keys = settings.api_keys if settings.api_keys is not None else load_api_keys(keys_file=settings.api_keys_file)
@@ -73,11 +80,9 @@ class Service:
                            "slow_methods": [m for m in settings.explain_methods if predictor.is_slow(m)],
                            "max_upload_mb": settings.max_upload_mb, "formats": SUPPORTED}
         budget = DecodeBudget(settings.decode_memory_bytes, settings.decode_wait_s)
-        if settings.segmenter and settings.segmenter_path is not None and not Path(settings.segmenter_path).is_file():
-            # a named file that is not there is a typo: say so now; one that fails to load degrades /health
-            raise FileNotFoundError(f"segmenter not found: {settings.segmenter_path}")
-        lane = SegmenterLane(segmenter_loader(settings.segmenter, settings.segmenter_path),
-                             settings.max_batch, settings.batch_wait_ms)
+        loader = (lambda: segmenter) if segmenter is not None and settings.segmenter else \
+            segmenter_loader(settings.segmenter, settings.segmenter_path)
+        lane = SegmenterLane(loader, settings.max_batch, settings.batch_wait_ms)
         return cls(settings, model, predictor, audit, SampleLibrary(settings.samples_dir), checker, card, budget, lane)
 
     def close(self) -> None:
