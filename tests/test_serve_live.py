@@ -273,6 +273,8 @@ def test_page_end_to_end(page, server):
     assert regions == ["tumor_candidates", "brain", "skull", "background"]
     summary = page.inner_text("#summary")
     assert "glioma" in summary and "%" in summary
+    # the segmenter's outline comes with its caveat, found or not
+    assert "segmenter outline (research use; misses small tumors)" in page.inner_text("#outline-label")
 
     # the opacity slider blends the heatmap over the image
     page.eval_on_selector("#opacity", "e => { e.value = 80; e.dispatchEvent(new Event('input')); }")
@@ -288,6 +290,18 @@ def test_page_end_to_end(page, server):
         "#file", files=[{"name": "slice.png", "mimeType": "image/png", "buffer": png(head_slice(200))}]),
         method="gradcam%2B%2B")
     assert response.status == 200 and response.json()["input"]["filename"] == "slice.png"
+    # the synthetic blob is outlined on the picture, inside it, around the blob (0.6, 0.42 of the side)
+    assert response.json()["tumor"]["found"]
+    page.wait_for_selector("#outline polygon", state="attached")
+    stack = page.locator(".stack").bounding_box()
+    drawn = page.locator("#outline polygon").first.bounding_box()
+    assert stack["x"] <= drawn["x"] and drawn["x"] + drawn["width"] <= stack["x"] + stack["width"]
+    assert stack["y"] <= drawn["y"] and drawn["y"] + drawn["height"] <= stack["y"] + stack["height"]
+    centre = ((drawn["x"] + drawn["width"] / 2 - stack["x"]) / stack["width"],
+              (drawn["y"] + drawn["height"] / 2 - stack["y"]) / stack["height"])
+    assert abs(centre[0] - 0.6) < 0.05 and abs(centre[1] - 0.42) < 0.05, centre
+    assert 0.1 < drawn["width"] / stack["width"] < 0.3  # the blob's diameter is 0.2 of the side
+    assert "of the heatmap lies inside it" in page.inner_text("#outline-label")
 
     # a colour photograph is refused with a readable message, and the page keeps working
     explain_done(page, lambda: page.set_input_files(
