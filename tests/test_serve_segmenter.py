@@ -177,3 +177,12 @@ def _timed(call) -> float:
     r = call()
     assert r.status_code == 200
     return time.monotonic() - t
+
+
+def test_outlines_come_back_when_an_app_is_started_again(tmp_path, model_path):
+    with make_client(tmp_path, model_path, standin=BrightStandIn()) as c:
+        assert post(c, png(head_slice())).json()["tumor"] is not None
+    with TestClient(c.app) as again:  # shutdown stopped the segmenter thread; the next request restarts it
+        t = time.monotonic()
+        assert post(again, png(head_slice())).json()["tumor"] is not None
+        assert time.monotonic() - t < 5

@@ -46,6 +46,8 @@ class SegmenterLane:
         self.error: str | None = None
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._state = OFF if loader is None else LOADING
+        self._lock = threading.Lock()
+        self._stopping = False  # close() has queued the stop signal
         self._thread: threading.Thread | None = None
         if loader is not None:
             self._thread = threading.Thread(target=self._run, args=(loader,), name="tumorlens-segmenter", daemon=True)
@@ -53,8 +55,6 @@ class SegmenterLane:
 
     @property
     def state(self) -> str:
-        if self._state == READY and self._thread is not None and not self._thread.is_alive():
-            return UNAVAILABLE
         return self._state
 
     @property
@@ -64,7 +64,7 @@ class SegmenterLane:
     def problems(self) -> list[str]:
         """What /health reports as degraded."""
         if self.state == UNAVAILABLE:
-            return [f"the tumor segmenter is unavailable ({self.error or 'its thread stopped'}); predictions carry no outline"]
+            return [f"the tumor segmenter is unavailable ({self.error}); predictions carry no outline"]
         return []
 
     def wait_ready(self, timeout: float | None = None) -> str:
@@ -80,14 +80,28 @@ class SegmenterLane:
         if self.state in (OFF, UNAVAILABLE):
             return None
         job = _Job(np.asarray(image, dtype=np.float32))
+        self._ensure_thread()
         self._jobs.put(job)
         if self._state == UNAVAILABLE:  # loading failed between the check and the put
             self._fail_waiting()
         return job.future
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._jobs.put(None)
+        """Stop the thread (after its current batch); a later submit starts it again, as the
+        classifier's model threads do when an app is started twice."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive() and not self._stopping:
+                self._stopping = True
+                self._jobs.put(None)
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._state == READY and (self._stopping or not self._thread.is_alive()):
+                self._thread.join()  # a closed thread ends at the None ahead of any new job
+                self._stopping = False
+                self._thread = threading.Thread(target=self._serve, args=(self.segmenter,),
+                                                name="tumorlens-segmenter", daemon=True)
+                self._thread.start()
 
     # -- the segmenter thread --------------------------------------------------------------------
     def _run(self, loader: Callable[[], Any]) -> None:
@@ -104,10 +118,12 @@ class SegmenterLane:
         self.segmenter = seg
         self._state = READY
         log.info("tumor segmenter %s ready", seg.version)
-        while True:
-            batch = self._gather()
-            if batch is None:
-                return
+        self._serve(seg)
+
+    def _serve(self, seg: Any) -> None:
+        stop = False
+        while not stop:
+            batch, stop = self._gather()
             if not batch:
                 continue
             try:
@@ -120,12 +136,12 @@ class SegmenterLane:
             for j, m in zip(batch, masks):
                 j.future.set_result(m)
 
-    def _gather(self) -> list[_Job] | None:
-        """The next batch: the first waiting job plus what arrives within wait_s; None on close.
-        Jobs whose caller gave up (future cancelled) are skipped."""
+    def _gather(self) -> tuple[list[_Job], bool]:
+        """The next batch (the first waiting job plus what arrives within wait_s) and whether the
+        stop signal came. Jobs whose caller gave up (future cancelled) are skipped."""
         job = self._jobs.get()
         if job is None:
-            return None
+            return [], True
         batch = [job] if job.future.set_running_or_notify_cancel() else []
         deadline = time.monotonic() + self.wait_s
         while len(batch) < self.max_batch:
@@ -135,11 +151,10 @@ class SegmenterLane:
             except queue.Empty:
                 break
             if nxt is None:  # closing: finish this batch, then stop
-                self._jobs.put(None)
-                break
+                return batch, True
             if nxt.future.set_running_or_notify_cancel():
                 batch.append(nxt)
-        return batch
+        return batch, False
 
     def _fail_waiting(self) -> None:
         while True:

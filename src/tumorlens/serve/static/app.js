@@ -142,7 +142,6 @@ function render(body) {
 }
 
 const OUTLINE_LABEL = "segmenter outline (research use; misses small tumors)";
-const SVG_NS = "http://www.w3.org/2000/svg";
 
 // The polygons are in the uploaded image's pixels; the SVG's viewBox is the part of the upload the
 // picture shows (image_box), stretched like the picture, so no coordinate is converted here.
@@ -153,7 +152,7 @@ function drawOutline(tumor, box) {
   if (!tumor) return;  // segmenter off or unavailable
   svg.setAttribute("viewBox", `${box.x} ${box.y} ${box.width} ${box.height}`);
   for (const points of tumor.polygons) {
-    const polygon = document.createElementNS(SVG_NS, "polygon");
+    const polygon = document.createElementNS(svg.namespaceURI, "polygon");  // the SVG namespace, from the page
     polygon.setAttribute("points", points.map(([x, y]) => `${x + 0.5},${y + 0.5}`).join(" "));  // pixel centres
     svg.append(polygon);
   }
