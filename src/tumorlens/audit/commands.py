@@ -37,8 +37,9 @@ def register(app: typer.Typer) -> None:
                                          "shift (seeded, class-stratified subset); 'all', or 0 to skip"),
         compare: Path | None = typer.Option(None, "--compare", help="an earlier audit folder: also write "
                                             "comparison.html/.json (that audit = A, this one = B)"),
-        predicted_masks: bool = typer.Option(False, "--predicted-masks/--no-predicted-masks",
-                                             help="slices without an expert tumor mask get the segmenter's (Kaggle)"),
+        predicted_masks: bool = typer.Option(True, "--predicted-masks/--no-predicted-masks",
+                                             help="slices without an expert tumor mask (Kaggle) get the bundled "
+                                             "segmenter's; --no-predicted-masks: expert masks only"),
         segmenter: Path | None = typer.Option(None, "--segmenter", help="segmenter file (default: the bundled one)"),
         figshare_reference: Path | None = typer.Option(None, "--figshare-reference", help="a figshare folder: agreement "
                                                        "of predicted and expert masks on the slices both sets share"),

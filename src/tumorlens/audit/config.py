@@ -39,8 +39,9 @@ class AuditConfig:
     robustness_n: int | None = 512
     seed: int = 0
     progress: bool = True
-    # slices without an expert tumor mask get the segmenter's (audit/checks/tumor_masks.py)
-    predicted_masks: bool = False
+    # slices without an expert tumor mask get the bundled segmenter's (audit/checks/tumor_masks.py), so
+    # pointing game, energy in the tumor and counterfactuals run on Kaggle too
+    predicted_masks: bool = True
     segmenter: str | None = None  # a segmenter file; None: the bundled one
     figshare_reference: str | None = None  # a figshare folder: agreement of predicted and expert masks on shared slices
 

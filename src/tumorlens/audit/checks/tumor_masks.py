@@ -1,5 +1,5 @@
-"""Where the audit's tumor masks come from: the dataset's expert masks, or, with
-`--predicted-masks`, the bundled segmenter's for every audited slice that has none (Kaggle), so
+"""Where the audit's tumor masks come from: the dataset's expert masks, and (unless
+`--no-predicted-masks`) the bundled segmenter's for every audited slice that has none (Kaggle), so
 that the pointing game, energy in the tumor and the counterfactuals run there too. Its section
 says which (`mask_source`), quotes the segmenter's validated Dice for every tumor figure, and,
 where an audited slice is a figshare slice (same perceptual hash), how well its predicted mask
