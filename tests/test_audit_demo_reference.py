@@ -21,7 +21,7 @@ import pytest
 FIXTURE = Path(__file__).parent / "fixtures" / "demo_audit_reference.json"
 VOLATILE = ("timing_seconds", "tumorlens_version")  # machine- and release-dependent
 VOLATILE_PREFIXES = ("data_checks.seconds", "robustness.cost.")  # stage timings
-VOLATILE_LEAVES = ("ms_per_image", "ms_per_image_all_images", "root", "path", "progress")
+VOLATILE_LEAVES = ("ms_per_image", "ms_per_image_all_images", "root", "path", "example_paths", "progress")
 # the "random" explainer is the baseline with unseeded random channel weights (seed None): its
 # numbers differ between two runs of the same code, so they are not compared
 UNSEEDED_METHOD = "random"
@@ -46,13 +46,18 @@ def reference_view(summary: dict, csv: pd.DataFrame) -> dict:
     for section in ("sanity", "faithfulness_curves"):
         kept[section] = {m: v for m, v in (kept.get(section) or {}).items() if m != UNSEEDED_METHOD}
     leaves = {k: v for k, v in _flatten(kept)
-              if k.rsplit(".", 1)[-1] not in VOLATILE_LEAVES and not k.startswith(VOLATILE_PREFIXES)}
+              if _leaf_name(k) not in VOLATILE_LEAVES and not k.startswith(VOLATILE_PREFIXES)}
     numeric = csv.select_dtypes("number")
     keys = sorted(k for k, _ in _flatten_keys(summary) if not k.startswith("data_checks.seconds."))
     return {"summary": leaves, "keys": keys,
             "csv_columns": list(csv.columns),
             "csv_means": {c: (None if math.isnan(v) else float(v)) for c, v in numeric.mean().items()},
             "csv_rows": len(csv)}
+
+
+def _leaf_name(key: str) -> str:
+    """'a.b[2].c[0]' -> 'c': a leaf's own name without list indices (absolute paths are checkout-dependent)."""
+    return key.rsplit(".", 1)[-1].split("[", 1)[0]
 
 
 def _flatten_keys(o, prefix=""):
