@@ -25,7 +25,8 @@ class AuditConfig:
     batch_size: int = 32
     compare_n: int = 16  # images for the explainer comparison and deletion/insertion curves
     sanity_n: int = 4  # images for the model-randomisation check
-    # images of the comparison subset also scored by ROAD (noisy-imputation removal, ROAD_LEVELS);
+    # images of the comparison subset also scored by ROAD (noisy-imputation removal, at
+    # faithfulness.AUDIT_ROAD_PERCENTILES);
     # each costs sparse linear solves of ~1-10 s per level, so few (0: off)
     road_n: int = 4
     gallery_n: int = 8

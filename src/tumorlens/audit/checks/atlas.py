@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tumorlens.audit.atlas import attention_atlas
-from tumorlens.audit.config import PRIMARY_LABEL
 from tumorlens.audit.checks.base import NA, PASS, WARN, AuditContext, Check, CheckResult, Figure, VerdictItem
+from tumorlens.audit.config import PRIMARY_LABEL
 
 MIN_IMAGES = 10
 THRESHOLDS = {"atlas": f"warn when the mean {PRIMARY_LABEL} map of a predicted class (>= {MIN_IMAGES} calls) peaks outside the brain"}
