@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
                                  "gradcam_analysis.csv, figures/"),
         demo: bool = typer.Option(False, "--demo", help="the bundled model on the bundled sample slices"),
         methods: str = typer.Option(",".join(_default_methods()), "--methods",
-                                    help="explainers to compare (the per-image localisation map, HiResCAM, is always added)"),
+                                    help=f"explainers to compare (the per-image localisation map, {_primary_label()}, is always added)"),
         limit: int | None = typer.Option(None, "--limit", help="audit a seeded, class-mixed subset of N images"),
         batch_size: int = typer.Option(32, "--batch-size"),
         compare_n: int | None = typer.Option(None, "--compare-n", help="images for the explainer comparison and "
@@ -70,6 +70,12 @@ def _default_methods():
     from tumorlens.audit.config import DEFAULT_METHODS
 
     return DEFAULT_METHODS
+
+
+def _primary_label() -> str:
+    from tumorlens.audit.config import PRIMARY_LABEL
+
+    return PRIMARY_LABEL
 
 
 def _robustness_n(text: str) -> int | None:
