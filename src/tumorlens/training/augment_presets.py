@@ -14,10 +14,12 @@ AUGMENT_PRESETS = {
     "acquisition": "the mri preset, plus TorchIO acquisition transforms per image before the intensity step: "
     "gamma 0.55-1.8 (p .5), bias field (p .3), noise (p .3), blur (p .2), down-sampling x1.5-3.5 (p .2), "
     "ghosting (p .15), motion (p .15), k-space spike (p .1)",
+    "acquisition_window": "the acquisition preset, plus a random display window (p .3): its low and high ends "
+    "each moved by up to 0.25 of the range, saturating part of it as another export window/level does",
 }
 
 # presets whose per-image part runs on the display image in the data loader, not on the batch
-PER_IMAGE_PRESETS = {"acquisition"}
+PER_IMAGE_PRESETS = {"acquisition", "acquisition_window"}
 
 
 def augment_preset(name: str | bool) -> str:

@@ -27,6 +27,8 @@ def register(app: typer.Typer) -> None:
         intensity: str = typer.Option("minmax", "--intensity", help="intensity standardisation, stored in the recipe: " + "; ".join(f"{k}: {v}" for k, v in INTENSITY_METHODS.items())),
         outside_brain: str = typer.Option("keep", "--outside-brain", help="training only, on the audit's brain region: " + "; ".join(f"{k}: {v}" for k, v in OUTSIDE_MODES.items())),
         outside_p: float = typer.Option(0.5, "--outside-p", help="share of training images whose outside-brain pixels --outside-brain replaces"),
+        tumor_removal_p: float = typer.Option(0.0, "--tumor-removal-p", help="training only: share of tumor images whose tumor (expert mask, else the segmenter's) is replaced by the mirrored other hemisphere and relabelled as the tumor-free class (the audit measures with another removal, Navier-Stokes inpainting); 0 = off"),
+        segmenter: Optional[Path] = typer.Option(None, "--segmenter", help="segmenter checkpoint for --tumor-removal-p's masks where a slice has no expert mask (default: the bundled one)"),
         split: Optional[str] = typer.Option(None, "--split", help="train on this split only, e.g. Training"),
         val_fraction: float = typer.Option(0.15, "--val-fraction"),
         epochs: int = typer.Option(10, "--epochs"),
@@ -58,6 +60,7 @@ def register(app: typer.Typer) -> None:
         config = TrainConfig(
             data=str(data), out=str(out), model=model, pretrained=pretrained, size=size, crop_to_head=crop_to_head,
             clip_low=clip_low, clip_high=clip_high, intensity=intensity, outside_brain=outside_brain, outside_p=outside_p,
+            tumor_removal_p=tumor_removal_p, segmenter=str(segmenter) if segmenter else None,
             split=split, val_fraction=val_fraction, epochs=epochs, max_steps=max_steps, max_val_steps=max_val_steps,
             batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer, loss=loss,
             class_weights=class_weights, weighted_sampling=weighted_sampling, label_smoothing=label_smoothing,

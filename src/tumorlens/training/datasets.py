@@ -30,13 +30,15 @@ def preprocess_all(samples: SampleSet, recipe: PreprocessRecipe, desc: str = "pr
 
 class AugmentedImageDataset(Dataset):
     """Training images edited per image as they are drawn: acquisition augmentation (before the
-    recipe's intensity step, where a scanner acts) and outside-brain randomisation (after it, in
-    display space, where the audit edits pixels). `base` holds the [0, 1] images before the
+    recipe's intensity step, where a scanner acts), tumor removal and outside-brain randomisation
+    (after it, in display space, where the audit edits pixels). `base` holds the [0, 1] images before the
     intensity step when `acquisition` is given, the display images otherwise (float16 to halve
     the memory; 7,000 slices at 224 px are 0.7 GB)."""
 
-    def __init__(self, base: np.ndarray, labels: np.ndarray, recipe: PreprocessRecipe, acquisition=None, outside=None):
+    def __init__(self, base: np.ndarray, labels: np.ndarray, recipe: PreprocessRecipe, acquisition=None, outside=None,
+                 removal=None):
         self.base, self.recipe, self.acquisition, self.outside = base, recipe, acquisition, outside
+        self.removal = removal  # tumorlens.training.tumor_removal.TumorRemoval: may relabel the image
         self.labels = torch.as_tensor(labels, dtype=torch.long)
 
     def __len__(self) -> int:
@@ -44,11 +46,14 @@ class AugmentedImageDataset(Dataset):
 
     def __getitem__(self, i):
         img = self.base[i].astype(np.float32)
+        label = int(self.labels[i])
         if self.acquisition is not None:
             img = self.recipe.standardise(self.acquisition(img))
+        if self.removal is not None:
+            img, label = self.removal(img, i, label)
         if self.outside is not None:
             img = self.outside(img, i)
-        return torch.from_numpy(self.recipe.normalize(img)[None]), self.labels[i]
+        return torch.from_numpy(self.recipe.normalize(img)[None]), torch.tensor(label)
 
 
 def prepare_per_image(samples: SampleSet, recipe: PreprocessRecipe, need_before_intensity: bool, need_regions: bool):

@@ -32,6 +32,7 @@ from tumorlens.training.datasets import AugmentedImageDataset, TensorImageDatase
 from tumorlens.training.losses import balanced_class_weights, make_loss
 from tumorlens.training.module import Classifier
 from tumorlens.training.outside import OutsideBrain, check_outside_mode
+from tumorlens.training.tumor_removal import TumorRemoval, training_tumor_masks, tumor_free_class
 
 
 @dataclass
@@ -63,6 +64,10 @@ class TrainConfig:
     # outside-brain randomisation during training (tumorlens.training.outside): keep, randomize, blank
     outside_brain: str = "keep"
     outside_p: float = 0.5
+    # tumor-removed counterfactual examples (tumorlens.training.tumor_removal): the share of tumor
+    # images whose tumor is removed and which are relabelled as the tumor-free class; 0 = off
+    tumor_removal_p: float = 0.0
+    segmenter: str | None = None  # its masks where a slice has no expert mask; None = the bundled one
     patience: int = 4
     seed: int = 0
     # draws the validation split; None: the same as seed. Fix it to compare seeds on one validation set.
@@ -92,6 +97,8 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     check_outside_mode(config.outside_brain)
     if not 0 <= config.outside_p <= 1:
         raise TumorlensError(f"--outside-p must lie in [0, 1], got {config.outside_p}")
+    if not 0 <= config.tumor_removal_p <= 1:
+        raise TumorlensError(f"--tumor-removal-p must lie in [0, 1], got {config.tumor_removal_p}")
     # so does a missing or damaged --resume file; its schedule length is checked once the run's is known
     resumed_total_steps = _resume_schedule_length(config.resume) if config.resume else None
     L.seed_everything(config.seed, workers=True)
@@ -124,8 +131,12 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         intensity=config.intensity,
     )
 
+    if config.tumor_removal_p > 0:
+        tumor_free_class(classes)  # a set without a tumor-free class fails before any image is read
+        if config.segmenter and not Path(config.segmenter).is_file():
+            raise TumorlensError(f"no segmenter at {config.segmenter} (--segmenter); leave it out to use the bundled one")
     y_train, y_val = train_set.label_indices(), val_set.label_indices()
-    train_ds = _training_dataset(config, train_set, y_train, recipe)
+    train_ds, removal_masks = _training_dataset(config, train_set, y_train, recipe, classes)
     x_val = preprocess_all(val_set, recipe, "preprocessing validation images")
 
     background = float(recipe.normalize(np.zeros(1))[0])
@@ -205,6 +216,7 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         # near twins of its test images anywhere, without the training data on the machine
         "train_phash": training_hashes(samples),
         "skipped_files": len(samples.skipped),
+        "tumor_removal_masks": removal_masks,
         "config": asdict(config),
         "epochs_run": trainer.current_epoch,
         "train_seconds": round(seconds, 1),
@@ -225,20 +237,33 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     return TrainResult(ckpt, val_metrics, temperature, seconds)
 
 
-def _training_dataset(config: TrainConfig, train_set: SampleSet, y_train: np.ndarray, recipe: PreprocessRecipe):
-    """Preprocessed once into a tensor, unless an option edits images one by one as they are drawn."""
-    acquisition = augment_preset(config.augment) in PER_IMAGE_PRESETS
+def _training_dataset(config: TrainConfig, train_set: SampleSet, y_train: np.ndarray, recipe: PreprocessRecipe,
+                      classes: list[str]):
+    """Preprocessed once into a tensor, unless an option edits images one by one as they are drawn.
+    Returns the dataset and, with tumor removal, where its masks came from (else None)."""
+    preset = augment_preset(config.augment)
+    acquisition = preset in PER_IMAGE_PRESETS
     outside = config.outside_brain != "keep" and config.outside_p > 0
-    if not (acquisition or outside):
-        return TensorImageDataset(preprocess_all(train_set, recipe, "preprocessing training images"), y_train)
-    base, brains, fills = prepare_per_image(train_set, recipe, acquisition, outside)
+    removing = config.tumor_removal_p > 0
+    if not (acquisition or outside or removing):
+        return TensorImageDataset(preprocess_all(train_set, recipe, "preprocessing training images"), y_train), None
+    base, brains, fills = prepare_per_image(train_set, recipe, acquisition, outside or removing)
+    removal, mask_counts = None, None
+    if removing:
+        target = tumor_free_class(classes)
+        from tumorlens.segment.model import load_segmenter
+
+        segmenter = load_segmenter(config.segmenter) if config.segmenter else None
+        masks, mask_counts = training_tumor_masks(train_set, recipe, y_train, target, segmenter)
+        removal = TumorRemoval(masks, brains, target, config.tumor_removal_p, np.random.default_rng(config.seed + 1))
     # with acquisition augmentation base holds the images before the intensity step: a swapped-in
     # outside is then standardised when drawn, instead of keeping a second copy of every image
     donors = (lambda j: recipe.standardise(base[j].astype(np.float32))) if acquisition else base
     randomiser = (OutsideBrain(config.outside_brain, config.outside_p, brains, fills, donors,
                                np.random.default_rng(config.seed)) if outside else None)
     return AugmentedImageDataset(base, y_train, recipe,
-                                 acquisition=Acquisition(recipe) if acquisition else None, outside=randomiser)
+                                 acquisition=Acquisition(recipe, window=preset == "acquisition_window") if acquisition else None,
+                                 outside=randomiser, removal=removal), mask_counts
 
 
 def training_hashes(samples: SampleSet) -> list[str]:
