@@ -67,13 +67,24 @@ def test_table_and_summary_for_a_model_that_reads_the_tumor():
 
     p = probabilities01(m, images)
     assert (p.argmax(1) == truth).all()
-    df = cf.counterfactual_table(m, images, tumors, truth, p, backgrounds=np.stack([bg] * 3))
+    df = cf.counterfactual_table(m, images, tumors, truth, p, backgrounds=np.stack([bg] * 3), brains=np.stack([~bg] * 3))
     assert df.loc[0, "delta_drop"] > 0.9  # removing the tumor kills the tumor call
+    # the second removal (the training's mirror) agrees for a model that reads the tumor itself
+    assert df.loc[0, "delta_drop_mirror"] > 0.9 and df.loc[0, "pred_removed_mirror"] == 0
     assert df.loc[0, "delta_focus"] > 0.9  # the tumor alone is enough
     assert df.loc[0, "pred_removed"] == 0 and df.loc[0, "pred_tumor_only"] == 1
     assert np.isnan(df.loc[2, "delta_drop"]) and df.loc[2, "pred_removed"] == -1
     s = cf.summarise_counterfactuals(df, truth, m.classes, correct=np.array([True, True, True]))
-    assert s["all"]["n"] == 2
+    assert s["all"]["n"] == 2 and s["all"]["delta_drop_mirror_mean"] > 0.9
     assert s["by_class"]["tumor"]["share_prediction_changes_when_removed"] == 1.0
     assert s["misclassified"] == {"n": 0}
     assert "notumor" not in s["by_class"]
+
+
+def test_mirror_removal_takes_the_other_hemisphere_and_leaves_the_rest():
+    img, tumor, bg = scene()
+    healthy = np.where(bg, 0.0, 0.45).astype(np.float32)
+    out = cf.remove_by_mirror(img, tumor, cf.mirror_column(~bg), ~bg)
+    assert np.abs(out - healthy)[tumor].max() < 0.02  # the tumor became the other side's tissue
+    assert np.abs(out - img)[bg].max() == 0  # nothing outside the head moved
+    np.testing.assert_array_equal(cf.remove_by_mirror(img, np.zeros_like(tumor), 24.0), img)

@@ -24,7 +24,7 @@ CLASS_MIN_N = 20  # tumor cases a class needs before its own Delta-Drop counts
 THRESHOLDS = {"counterfactuals": (f"mean Delta-Drop of correct tumor cases: pass >= {DROP_WARN}, fail < {DROP_FAIL}; "
                                   f"also fail when a class with >= {CLASS_MIN_N} tumor cases has mean Delta-Drop < "
                                   f"{DROP_FAIL}")}
-COLUMNS = ("p_true_removed", "p_true_tumor_only", "delta_drop", "delta_focus")
+COLUMNS = ("p_true_removed", "p_true_tumor_only", "delta_drop", "delta_focus", "delta_drop_mirror")
 
 
 @dataclass
@@ -51,7 +51,8 @@ class CounterfactualCheck(Check):
         # images without a tumor get NaN rows (nothing to remove)
         masks = np.stack([m if m is not None else np.zeros(c.display.shape[1:], bool) for m in c.tumors])
         self.tables.append(counterfactual_table(ctx.model, c.display, masks, c.truth, c.probs,
-                                                np.stack([r.background for r in c.regions]), ctx.config.batch_size))
+                                                np.stack([r.background for r in c.regions]), ctx.config.batch_size,
+                                                np.stack([r.brain for r in c.regions])))
 
     def finish(self, ctx: AuditContext) -> CounterfactualResult:
         if not (self.tables and self.any_tumor):
@@ -82,6 +83,10 @@ class CounterfactualCheck(Check):
         text = (f"removing the tumor lowers P(true class) by {d:.2f} on average over {cf['correct']['n']} correct "
                 f"tumor cases ({cf['correct']['share_prediction_changes_when_removed']:.0%} change their prediction); "
                 f"the tumor alone keeps P(true class) at {cf['correct']['delta_focus_mean']:.2f}")
+        mirror = cf["correct"].get("delta_drop_mirror_mean")
+        if mirror is not None:  # audits written before the mirror removal lack it
+            text += (f"; with the tumor mirrored away instead (the removal --tumor-removal-p trains with, "
+                     f"not judged) {mirror:.2f}")
         if per:
             text += "; mean Delta-Drop by class: " + ", ".join(f"{c} {v['delta_drop_mean']:.2f}"
                                                                for c, v in sorted(per.items()))
