@@ -125,3 +125,18 @@ def test_bad_tumor_removal_options_exit_with_a_message_before_training(tmp_path,
     assert result.exit_code == 2 and "--tumor-removal-p" in result.output
     result = CliRunner().invoke(app, base + ["--tumor-removal-p", "0.2", "--segmenter", str(tmp_path / "none.pt")])
     assert result.exit_code == 2 and "no segmenter" in result.output
+
+
+def test_slices_without_expert_masks_get_the_segmenters_masks(phantoms):
+    """Kaggle has no masks: the bundled segmenter gives them, and only for tumor slices."""
+    from tumorlens.data.preprocess import PreprocessRecipe
+    from tumorlens.data.sample import Sample, SampleSet
+    from tumorlens.training.tumor_removal import training_tumor_masks
+
+    maskless = SampleSet([Sample(image=s.image, label=s.label) for s in phantoms.samples[:12]],
+                         classes=list(phantoms.classes))
+    labels = maskless.label_indices()
+    target = tumor_free_class(list(maskless.classes))
+    masks, counts = training_tumor_masks(maskless, PreprocessRecipe(size=48), labels, target)
+    assert counts["expert"] == 0 and counts["predicted"] == int((labels != target).sum())
+    assert masks.shape == (12, 48, 48) and not masks[labels == target].any()
