@@ -7,6 +7,8 @@
                that run never trained on (false-positive rate) -- the choice of the decision rule
   heldout    : the 45 held-out patients (Dice, by class; Dice drop under tumorlens.shifts' gamma 0.6 / 1.6) and the Kaggle
                Testing notumor false-positive rate, for one segmenter. Run once, at the end.
+  misses     : where a fold model fails on its validation fold: Dice and share of misses (Dice < 0.1) by tumor
+               area, the probability the model gives inside a missed tumor, and Dice with the largest component only
   steps      : seconds per training step, smp Unet (timm Lite0 encoder) vs MONAI FlexibleUNet
   speed      : inference slices/s, 224 px input, batch 32, preprocessing included
   agreement  : predicted masks on Kaggle Testing vs the expert masks of the same figshare slices (pHash twins)
@@ -110,6 +112,49 @@ def cmd_sweep(args) -> None:
                 d = np.mean([dice_iou(drop_small_components(p >= t, a), s.mask)[0] for p, s in zip(p_val, val.samples)])
                 fp = np.mean([drop_small_components(p >= t, a).any() for p in p_neg])
                 print(f"| {'yes' if tta else 'no'} | {t} | {a} | {d:.4f} | {fp:.4f} |", flush=True)
+
+
+def cmd_misses(args) -> None:
+    """At the model's own decision rule (or --threshold/--min-area/--tta): is a missed tumor a
+    near miss (probability just under the threshold) or not seen at all, how large are the missed
+    tumors, and would keeping only the largest connected component help."""
+    import pandas as pd
+
+    from tumorlens.data.splits import patient_kfold
+    from tumorlens.segment.metrics import dice_iou
+    from tumorlens.segment.model import drop_small_components, load_segmenter
+
+    seg = load_segmenter(args.model)
+    if args.tta is not None:
+        seg.tta_flip = args.tta
+    t = seg.threshold if args.threshold is None else args.threshold
+    a = seg.min_area if args.min_area is None else args.min_area
+    cfg = seg.provenance["config"]
+    ds = _figshare(heldout=False)
+    _, val_idx = patient_kfold(ds, k=cfg["folds"], seed=cfg["cv_seed"])[cfg["fold"]]
+    val = ds.subset(val_idx)
+    rows = []
+    for p, s in zip(_probs(seg, [s.image for s in val.samples]), val.samples):
+        m = s.mask.astype(bool)
+        pred = drop_small_components(p >= t, a)
+        n, lab, st, _ = cv2.connectedComponentsWithStats(pred.astype(np.uint8), connectivity=8)
+        lcc = lab == 1 + int(np.argmax(st[1:, cv2.CC_STAT_AREA])) if n > 1 else pred
+        rows.append({"cls": s.label, "dice": dice_iou(pred, m)[0], "dice_lcc": dice_iou(lcc, m)[0], "area": m.mean(),
+                     "p_max_in_tumor": float(p[m].max()), "nothing": not pred.any()})
+    df = pd.DataFrame(rows)
+    df["area bin"] = pd.cut(df.area, [0, 0.005, 0.01, 0.02, 0.04, 1])
+    print(f"fold {cfg['fold']}, {len(df)} slices, rule: TTA {seg.tta_flip}, threshold {t}, min area {a}: Dice {df.dice.mean():.4f}, "
+          f"largest component only {df.dice_lcc.mean():.4f}")
+    print("| tumor area (share of slice) | slices | Dice | Dice < 0.1 |")
+    print("|---|---:|---:|---:|")
+    for b, g in df.groupby("area bin", observed=True):
+        print(f"| {b} | {len(g)} | {g.dice.mean():.4f} | {(g.dice < 0.1).mean():.3f} |")
+    bad = df[df.dice < 0.1]
+    q = bad.p_max_in_tumor.quantile([0.25, 0.5, 0.75]).round(3).tolist()
+    print(f"Dice < 0.1: {len(bad)} of {len(df)} ({len(bad) / len(df):.1%}); nothing predicted on {int(bad.nothing.sum())}; "
+          f"by class {bad.cls.value_counts().to_dict()}; their tumors' median area {bad.area.median():.4f} of the slice "
+          f"({bad.area.median() * seg.recipe.size ** 2:.0f} px at {seg.recipe.size} px); highest probability inside the tumor: "
+          f"quartiles {q}, > 0.2 on {int((bad.p_max_in_tumor > 0.2).sum())}")
 
 
 def _probs(seg, images, batch=32):
@@ -282,6 +327,11 @@ def main() -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--threads", type=int)
     p.add_argument("--repeats", type=int, default=5)
+    p = sub.add_parser("misses")
+    p.add_argument("--model", required=True)
+    p.add_argument("--threshold", type=float)
+    p.add_argument("--min-area", type=float)
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None)
     p = sub.add_parser("steps")
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 192])
     p.add_argument("--steps", type=int, default=4)
@@ -298,7 +348,7 @@ def main() -> None:
     p.add_argument("--heldout-json")
     p.add_argument("--note")
     args = ap.parse_args()
-    {"agreement": cmd_agreement, "steps": cmd_steps, "bundle": cmd_bundle, "resolution": cmd_resolution, "cv": cmd_cv, "sweep": cmd_sweep, "heldout": cmd_heldout, "speed": cmd_speed}[args.cmd](args)
+    {"misses": cmd_misses, "agreement": cmd_agreement, "steps": cmd_steps, "bundle": cmd_bundle, "resolution": cmd_resolution, "cv": cmd_cv, "sweep": cmd_sweep, "heldout": cmd_heldout, "speed": cmd_speed}[args.cmd](args)
 
 
 if __name__ == "__main__":

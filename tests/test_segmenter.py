@@ -22,7 +22,7 @@ from tumorlens.segment.metrics import dice_iou, false_positive_rate, slice_rows,
 from tumorlens.assets import sample_dir
 from tumorlens.data.preprocess import PreprocessRecipe
 from tumorlens.data.synthetic import make_phantoms
-from tumorlens.training.segmentation import PairedAugment, SegTrainConfig, train_segmenter
+from tumorlens.training.segmentation import PairedAugment, SegTrainConfig, per_image_dice_loss, train_segmenter
 
 
 def test_dice_iou_values():
@@ -202,6 +202,44 @@ def test_segment_one_image_and_bad_model(trained, tmp_path):
     bad.write_bytes(b"\x00" * 10)
     r = CliRunner().invoke(app, ["segment", "--data", str(image), "--out", str(tmp_path / "x"), "--model", str(bad)])
     assert r.exit_code == 2 and "not a readable tumorlens segmenter" in r.output
+
+
+def test_per_image_dice_counts_a_missed_small_tumor_as_much_as_a_found_large_one():
+    import segmentation_models_pytorch as smp
+
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[0, 0, :16, :16] = 1  # large tumor, found
+    mask[1, 0, :2, :2] = 1  # 4-pixel tumor, missed
+    logits = torch.full_like(mask, -12.0)
+    logits[0, 0, :16, :16] = 12.0
+    batch = smp.losses.DiceLoss("binary", from_logits=True)(logits, mask).item()
+    image = per_image_dice_loss(logits, mask).item()
+    assert batch < 0.05  # the batch Dice barely notices the miss
+    assert image == pytest.approx(0.5, abs=1e-3)  # one of two tumor slices entirely wrong
+    # tumor-free slices are left to the cross-entropy term; a batch without a tumor gives 0 and a gradient
+    empty = torch.zeros_like(mask)
+    lg = logits.clone().requires_grad_(True)
+    loss = per_image_dice_loss(lg, empty)
+    loss.backward()
+    assert loss.item() == 0.0 and lg.grad is not None
+    mixed = torch.cat([mask[:1], empty[:1]])
+    assert per_image_dice_loss(logits[:2], mixed).item() == pytest.approx(0.0, abs=1e-3)
+
+
+def test_dice_option_is_recorded_and_checked(tmp_path):
+    from tumorlens.cli import app
+    from tumorlens.errors import TumorlensError
+
+    config = SegTrainConfig(data="disks", out=str(tmp_path / "img"), size=32, epochs=1, batch_size=8, fold=0, folds=2,
+                            threads=1, max_steps=2, pretrained=None, dice="image")
+    result = train_segmenter(config, samples=_disks(16))
+    cfg = load_segmenter(result.checkpoint).provenance["config"]
+    assert cfg["dice"] == "image"
+    assert SegTrainConfig(data="d", out="o").dice == "batch"  # default: the bundled model's loss
+    with pytest.raises(TumorlensError, match="--dice must be one of batch, image"):
+        train_segmenter(SegTrainConfig(data="disks", out=str(tmp_path / "bad"), dice="pixel"), samples=_disks(4))
+    r = CliRunner().invoke(app, ["train-segmenter", "--data", str(tmp_path), "--out", str(tmp_path / "x"), "--dice", "pixel"])
+    assert r.exit_code == 2 and "--dice must be one of batch, image" in r.output, r.output
 
 
 def _random_segmenter(size=32):

@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
         threshold: float = typer.Option(0.5, "--threshold", help="tumor probability threshold"),
         min_area: float = typer.Option(0.002, "--min-area", help="drop predicted components smaller than this share of the slice"),
         augment: bool = typer.Option(True, "--augment/--no-augment"),
+        dice: str = typer.Option("batch", "--dice", help="Dice term of the loss: 'batch' (one Dice over the batch, smp DiceLoss) or 'image' (one Dice per tumor slice, averaged: small tumors count as much as large ones)"),
         seed: int = typer.Option(0, "--seed"),
         threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads"),
         max_steps: int = typer.Option(-1, "--max-steps", help="stop after this many optimiser steps (-1: no limit)"),
@@ -43,7 +44,7 @@ def register(app: typer.Typer) -> None:
             weight_decay=weight_decay, encoder=encoder, pretrained=None if pretrained in (None, "none") else pretrained,
             exclude_patients=str(exclude_patients) if exclude_patients else None, folds=folds, fold=fold,
             cv_seed=cv_seed, negatives=str(negatives) if negatives else None, max_negatives=max_negatives,
-            threshold=threshold, min_area=min_area, augment=augment, seed=seed, threads=threads, max_steps=max_steps,
+            threshold=threshold, min_area=min_area, augment=augment, dice=dice, seed=seed, threads=threads, max_steps=max_steps,
         )
         with exit_on_user_error():
             result = run(config)

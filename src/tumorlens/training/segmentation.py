@@ -53,6 +53,7 @@ class SegTrainConfig:
     threshold: float = 0.5
     min_area: float = 0.002
     augment: bool = True
+    dice: str = "batch"  # "batch": smp DiceLoss over the whole batch; "image": soft Dice per slice with a tumor, averaged
     seed: int = 0
     threads: int | None = None
     max_steps: int = -1
@@ -101,17 +102,46 @@ class PairedAugment(nn.Module):
         return (x01**g - self.mean) / self.std
 
 
-class SegModule(L.LightningModule):
-    """U-Net, Dice + binary cross-entropy (segmentation-models-pytorch's losses), AdamW, one-cycle."""
+DICE_MODES = ("batch", "image")
 
-    def __init__(self, net: nn.Module, lr: float = 2e-3, weight_decay: float = 1e-4, augment: PairedAugment | None = None):
+
+def per_image_dice_loss(logits: torch.Tensor, mask: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """1 - soft Dice of each slice that has a tumor, averaged over those slices (0 when none has).
+
+    smp's binary DiceLoss sums intersection and cardinality over the whole batch, so a large tumor
+    outweighs a small one in the same batch and a missed 10 x 10-pixel tumor barely moves the loss;
+    here every tumor slice counts equally. Tumor-free slices are left to the cross-entropy term (as
+    smp leaves a class with no pixel in the batch out of its Dice)."""
+    from segmentation_models_pytorch.losses._functional import soft_dice_score
+
+    n = logits.shape[0]
+    prob = torch.sigmoid(logits).reshape(n, -1)
+    target = mask.reshape(n, -1).to(prob.dtype)
+    has_tumor = target.sum(1) > 0
+    if not has_tumor.any():
+        return logits.sum() * 0.0
+    score = soft_dice_score(prob[has_tumor], target[has_tumor], smooth=0.0, eps=eps, dims=(1,))
+    return (1.0 - score).mean()
+
+
+class SegModule(L.LightningModule):
+    """U-Net, Dice + binary cross-entropy (segmentation-models-pytorch's losses), AdamW, one-cycle.
+
+    dice="batch" is smp's DiceLoss (one Dice over the batch); dice="image" averages one Dice per
+    tumor slice (per_image_dice_loss), which weighs small tumors as much as large ones."""
+
+    def __init__(self, net: nn.Module, lr: float = 2e-3, weight_decay: float = 1e-4, augment: PairedAugment | None = None,
+                 dice: str = "batch"):
         super().__init__()
         import segmentation_models_pytorch as smp
 
+        if dice not in DICE_MODES:
+            raise TumorlensError(f"--dice must be one of {', '.join(DICE_MODES)}, got {dice!r}")
         self.net = net.to(memory_format=torch.channels_last)
         self.augment = augment
         self.lr, self.weight_decay = lr, weight_decay
-        self.dice_loss = smp.losses.DiceLoss("binary", from_logits=True)
+        self.dice_mode = dice
+        self.dice_loss = smp.losses.DiceLoss("binary", from_logits=True) if dice == "batch" else per_image_dice_loss
         self.bce_loss = smp.losses.SoftBCEWithLogitsLoss()
 
     def forward(self, x):
@@ -187,6 +217,8 @@ def train_segmenter(config: SegTrainConfig, samples: SampleSet | None = None) ->
     from tumorlens.data.splits import patient_kfold
 
     started = time.time()
+    if config.dice not in DICE_MODES:  # before minutes of preprocessing
+        raise TumorlensError(f"--dice must be one of {', '.join(DICE_MODES)}, got {config.dice!r}")
     if config.threads:
         torch.set_num_threads(config.threads)
     L.seed_everything(config.seed, workers=True)
@@ -236,7 +268,7 @@ def train_segmenter(config: SegTrainConfig, samples: SampleSet | None = None) ->
     arch = SegmenterArch(encoder=config.encoder)
     net = build_segmenter(arch, pretrained=config.pretrained)
     module = SegModule(net, lr=config.lr, weight_decay=config.weight_decay,
-                       augment=PairedAugment(recipe) if config.augment else None)
+                       augment=PairedAugment(recipe) if config.augment else None, dice=config.dice)
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = DataLoader(TensorDataset(x_train, m_train), batch_size=config.batch_size, shuffle=True,
                               generator=generator, drop_last=len(x_train) > config.batch_size)
