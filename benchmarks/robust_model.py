@@ -171,6 +171,34 @@ def table(runs: list[tuple[str, Path]]) -> str:
                  f"{v['worst_shift']} {_f(v['shifts'][v['worst_shift']]['accuracy'])}"]
         cells += [_f(v["shifts"][s]["accuracy"]) for s in shift_names]
         rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n\n" + audit_table(lines)
+
+
+def audit_table(lines) -> str:
+    """Markdown: per candidate its Kaggle Testing audit and its figshare counterfactuals (reported,
+    never chosen on): the figures issue 18 asks of every recipe."""
+    classes = ("glioma", "meningioma", "pituitary")
+    head = (["recipe", "Testing acc", "leakage-free macro-F1", "shift acc min (name)", "brain blanked acc",
+             "decision invariance kappa", "correct calls peaking outside brain", "pointing game (predicted masks)"]
+            + [f"figshare Delta-Drop {c} (inpaint / mirror)" for c in classes] + ["verdicts failed"])
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, _v, _t, a, fg in lines:
+        if not a:
+            continue
+        cls = a["classification"]
+        shifts = a.get("robustness", {}).get("shifts") or []
+        worst = min(shifts, key=lambda r: r["accuracy"]) if shifts else None
+        sc, att = a["shortcut"], a["attention"]["all"]
+        by = ((fg.get("counterfactuals") or {}).get("by_class") or {})
+        failed = [c["name"] for c in a["verdict"]["checks"] if c.get("status") == "fail"]
+        cells = [name, _f(cls["all"]["accuracy"], 4), _f((cls.get("leakage_free") or {}).get("macro_f1"), 4),
+                 f"{_f(worst['accuracy'])} ({worst['name']})" if worst else "-",
+                 _f(sc["accuracy"]["brain_blanked"]), _f(sc["decision_invariance"]["kappa"], 2),
+                 _f(att["share_correct_focused_outside_brain"]), _f(att.get("pointing_game"))]
+        cells += [f"{_f(by.get(c, {}).get('delta_drop_mean'), 2)} / {_f(by.get(c, {}).get('delta_drop_mirror_mean'), 2)}"
+                  for c in classes]
+        cells.append(", ".join(failed) or "none")
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
