@@ -16,10 +16,10 @@ DEFAULT_METHODS = ("gradcam", "gradcam++", "saliency", "random")
 # Images per model pass, at most, whatever --batch-size asks: a pass's activations grow with its
 # images, and the process keeps the pages its largest pass touched (memory.py), so the pass size,
 # not the dataset, sets the audit's peak. Measured with the default model (EfficientNet-Lite0,
-# 224 px; benchmarks/RESULTS.md, bench_data_memory.py): a forward pass holds about 25 MB per image
-# (+1.5 GB at 64 images, +0.8 GB at 32, +0.4 GB at 16), a backward pass of the gradient explainers
-# 2 to 4 times that (localisation map +1.3 GB at 32 images, +0.5 GB at 8; Saliency +1.8 GB at 16).
-# Smaller passes were not slower on 2 cores. The numbers do not depend on the pass size.
+# 224 px; benchmarks/RESULTS.md, `bench_data_memory.py passes`): a forward pass adds 0.3 GB at 16
+# images, 0.6 GB at 32, 1.2 GB at 64 (the explainer comparison's old pass); a backward pass of an
+# explainer more (the localisation map 0.4 GB at 8, 0.9 GB at 32; Saliency 0.8 GB at 8, 1.6 GB at
+# 16). The audit's numbers do not depend on the pass size.
 MAX_FORWARD_IMAGES = 16
 MAX_BACKWARD_IMAGES = 8
 
