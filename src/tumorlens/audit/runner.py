@@ -116,7 +116,7 @@ def image_pass(ctx: AuditContext, checks: Sequence[Check], timing: dict[str, flo
             check.on_chunk(ctx, chunk)
             timing[check.name] = timing.get(check.name, 0.0) + time.perf_counter() - t0
         ctx.records.extend(records)
-        release_freed_memory()  # the chunk's passes (~30) are done: hand their pages back
+        release_freed_memory()  # the chunk's model passes are done: hand their pages back
         bar.update(len(part))
     bar.close()
 
