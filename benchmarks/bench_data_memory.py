@@ -12,6 +12,7 @@ usage:
   .venv/bin/python benchmarks/bench_data_memory.py make-4x /tmp/kaggle4x   # once, about 2 min
   .venv/bin/python benchmarks/bench_data_memory.py make-volumes /tmp/volumes --n 40   # once
   .venv/bin/python benchmarks/bench_data_memory.py run --big /tmp/kaggle4x [--jobs check,big,audit] [--no-write]
+  .venv/bin/python benchmarks/bench_data_memory.py passes   # memory of one model pass by its size (audit/config.py)
 """
 
 from __future__ import annotations
@@ -87,6 +88,59 @@ def peak_rss(cmd: list[str], env: dict) -> tuple[float, float, float]:
     return int(m.group(1)) / 1024, wall, cpu
 
 
+# One process per row: the default model passes 64 random 224 px images through `kind` (forward:
+# the audit's probabilities; else an explainer) in passes of `size`, and prints the resident memory
+# the passes added (glibc keeps it: memory.py) and the seconds.
+PASS_SCRIPT = """
+import sys, time
+from tumorlens.runtime import configure_process
+configure_process()
+import numpy as np
+from tumorlens.assets import default_model_path
+from tumorlens.audit.forward import probabilities01, to_input
+from tumorlens.explain import explain
+from tumorlens.models.checkpoint import load_model
+def rss_mb():
+    return next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmRSS"))
+kind, size = sys.argv[1], int(sys.argv[2])
+model = load_model(default_model_path())
+images = np.random.default_rng(0).random((64, 224, 224), dtype=np.float32)
+base, t0 = rss_mb(), time.perf_counter()
+if kind == "forward":
+    probabilities01(model, images, size)
+else:
+    explain(model, to_input(model, images), method=kind, targets=np.zeros(64, int), batch_size=size)
+print(rss_mb() - base, time.perf_counter() - t0)
+"""
+
+
+# images per pass tried for each kind (Saliency at 32 already adds 3.4 GB: no larger)
+PASS_SIZES = {"forward": (8, 16, 32, 64), "localise": (4, 8, 16, 32), "saliency": (4, 8, 16)}
+
+
+def pass_memory(sizes: dict[str, tuple[int, ...]] = PASS_SIZES) -> None:
+    """Resident memory a model pass adds, by images per pass: what AuditConfig's pass limits rest on."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("TUMORLENS_MALLOC", None)
+    rows = []
+    load0 = os.getloadavg()[0]
+    for kind, kind_sizes in sizes.items():
+        for size in kind_sizes:
+            out = subprocess.run([sys.executable, "-c", PASS_SCRIPT, kind, str(size)], env=env, capture_output=True,
+                                 text=True, check=True).stdout.split()
+            rows.append((kind, size, float(out[0]), float(out[1])))
+            print(f"{kind:10s} {size:3d} images/pass: +{rows[-1][2]:6.0f} MB  {rows[-1][3]:5.1f} s", flush=True)
+    table = ["| pass | images per pass | resident MB added | s for 64 images |", "|---|---:|---:|---:|"]
+    table += [f"| {k} | {n} | {mb:,.0f} | {sec:.1f} |" for k, n, mb, sec in rows]
+    body = (f"Command: `.venv/bin/python benchmarks/bench_data_memory.py passes` (main at {_commit()}, "
+            f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; 1-min load average {load0:.2f} before, "
+            f"{os.getloadavg()[0]:.2f} after). The default model on 64 random 224 px images, one process per row, "
+            "tumorlens' memory setting on: the memory the passes added (kept by the process) and their time. "
+            "`forward`: the audit's probabilities; `localise`, `saliency`: explainers with backward passes.\n\n"
+            + "\n".join(table))
+    write_section(f"{SECTION} (passes)", body)
+
+
 def _commit() -> str:
     return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                           text=True).stdout.strip() or "unknown"
@@ -107,7 +161,11 @@ def main() -> None:
     run.add_argument("--volumes", type=Path, help="the set made by make-volumes")
     run.add_argument("--modes", default="tumorlens,system")
     run.add_argument("--no-write", action="store_true")
+    sub.add_parser("passes", help="memory of one model pass by its size")
     a = ap.parse_args()
+    if a.cmd == "passes":
+        pass_memory()
+        return
     if a.cmd == "make-4x":
         make_4x(a.dest)
         return

@@ -145,3 +145,21 @@ def test_a_sample_needs_pixels_or_a_reference():
     with pytest.raises(UnreadableFile, match="cannot open"):
         s.image
     assert s.error and "cannot open" in s.error
+
+
+def test_a_mask_given_to_a_lazy_sample_keeps_it_lazy(tmp_path):
+    """The audit gives every Kaggle slice the segmenter's mask: that must not pin the slice's pixels
+    for the whole run (1,311 float32 images on Kaggle); the mask comes back exactly as given."""
+    ds = open_dataset(_dataset(tmp_path / "d"), progress=False)
+    s = ds.samples[0]
+    assert s.mask is None and not s.has_mask
+    m = np.zeros(s.shape, bool)
+    m[3:11, 7:20] = True
+    s.mask = m
+    assert s.is_lazy and s.has_mask
+    np.testing.assert_array_equal(s.mask, m)
+    assert s.mask.dtype == bool
+    with pytest.raises(ValueError, match="mask shape"):
+        s.mask = np.zeros((5, 5), bool)
+    s.image = s.image.copy()  # pixels set by hand keep the mask
+    np.testing.assert_array_equal(s.mask, m)

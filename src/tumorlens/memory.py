@@ -6,7 +6,8 @@ Why by hand: no library does this. glibc serves every block above its mmap thres
 pages, and the kernel's share of the CPU time was about as large as the model's. With mmap off and
 trimming off, a freed block is reused by the next pass (benchmarks/RESULTS.md, bench_memory.py:
 training steps, explainer and inference passes all faster). The cost: a higher peak, and the process
-keeps its peak memory until it exits. TUMORLENS_MALLOC=system keeps glibc's defaults.
+keeps its peak memory until it exits, unless it hands back what is free between stages of work
+(release_freed_memory). TUMORLENS_MALLOC=system keeps glibc's defaults.
 """
 
 from __future__ import annotations
@@ -36,3 +37,20 @@ def reuse_freed_memory() -> bool:
         return False
     _applied = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, _INT_MAX) == 1
     return _applied
+
+
+def release_freed_memory() -> None:
+    """Hand the memory that is free now back to the OS (glibc's malloc_trim), once reuse_freed_memory()
+    is in force; otherwise glibc trims by itself and this does nothing.
+
+    Why: with trimming off, every stage of a long run (the audit: segmenter, image pass, explainer
+    comparison...) leaves behind the pages its largest model passes touched, and a later stage whose
+    blocks do not fit those holes takes new ones, so the peak grew stage by stage (the Kaggle audit
+    held 4.0 GB while its live data was under 0.4 GB; benchmarks/RESULTS.md, bench_data_memory.py).
+    Called between stages, it costs one round of page faults per stage, not one per pass."""
+    if not _applied:
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

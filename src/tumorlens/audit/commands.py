@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
         methods: str = typer.Option(",".join(_default_methods()), "--methods",
                                     help=f"explainers to compare (the per-image localisation map, {_primary_label()}, is always added)"),
         limit: int | None = typer.Option(None, "--limit", help="audit a seeded, class-mixed subset of N images"),
-        batch_size: int = typer.Option(32, "--batch-size"),
+        batch_size: int = typer.Option(32, "--batch-size", help=f"images per model pass, at most {_pass_limits()}: "
+                                       "larger passes raise the peak memory"),
         compare_n: int | None = typer.Option(None, "--compare-n", help="images for the explainer comparison and "
                                                 "deletion/insertion curves [default: 16; 10 with --demo]"),
         sanity_n: int = typer.Option(4, "--sanity-n", help="images for the model-randomisation check"),
@@ -70,6 +71,12 @@ def _default_methods():
     from tumorlens.audit.config import DEFAULT_METHODS
 
     return DEFAULT_METHODS
+
+
+def _pass_limits() -> str:
+    from tumorlens.audit.config import MAX_BACKWARD_IMAGES, MAX_FORWARD_IMAGES
+
+    return f"{MAX_FORWARD_IMAGES} ({MAX_BACKWARD_IMAGES} for an explainer's backward passes)"
 
 
 def _primary_label() -> str:

@@ -13,6 +13,16 @@ PRIMARY_METHOD = LOCALISATION_METHOD
 PRIMARY_LABEL = method_spec(PRIMARY_METHOD).library_name  # how texts name it ("HiResCAM")
 DEFAULT_METHODS = ("gradcam", "gradcam++", "saliency", "random")
 
+# Images per model pass, at most, whatever --batch-size asks: a pass's activations grow with its
+# images, and the process keeps the pages its largest pass touched (memory.py), so the pass size,
+# not the dataset, sets the audit's peak. Measured with the default model (EfficientNet-Lite0,
+# 224 px; benchmarks/RESULTS.md, `bench_data_memory.py passes`): a forward pass adds 0.3 GB at 16
+# images, 0.6 GB at 32, 1.2 GB at 64 (the explainer comparison's old pass); a backward pass of an
+# explainer more (the localisation map 0.4 GB at 8, 0.9 GB at 32; Saliency 0.8 GB at 8, 1.6 GB at
+# 16). The audit's numbers do not depend on the pass size.
+MAX_FORWARD_IMAGES = 16
+MAX_BACKWARD_IMAGES = 8
+
 
 class AuditError(TumorlensError):
     """The audit cannot run as asked (no images, labels the model does not know...)."""
@@ -45,6 +55,16 @@ class AuditConfig:
     predicted_masks: bool = True
     segmenter: str | None = None  # a segmenter file; None: the bundled one
     figshare_reference: str | None = None  # a figshare folder: agreement of predicted and expert masks on shared slices
+
+    @property
+    def forward_batch(self) -> int:
+        """Images per forward pass: --batch-size, at most MAX_FORWARD_IMAGES."""
+        return min(self.batch_size, MAX_FORWARD_IMAGES)
+
+    def explain_batch(self, method: str) -> int:
+        """Images per pass of an explainer: fewer for those that run backward passes."""
+        cap = MAX_BACKWARD_IMAGES if method_spec(method).needs_gradients else MAX_FORWARD_IMAGES
+        return min(self.batch_size, cap)
 
     def __post_init__(self) -> None:
         methods = [m.strip().lower() for m in self.methods if m and m.strip()]

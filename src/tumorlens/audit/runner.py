@@ -32,6 +32,7 @@ from tumorlens.audit.counterfactuals import background_value
 from tumorlens.audit.forward import to_input
 from tumorlens.data.sample import SampleSet
 from tumorlens.evaluation.inference import truth_indices
+from tumorlens.memory import release_freed_memory
 from tumorlens.serialization import jsonable
 from tumorlens.models.checkpoint import TumorModel
 
@@ -96,7 +97,7 @@ def image_pass(ctx: AuditContext, checks: Sequence[Check], timing: dict[str, flo
         pred = probs.argmax(1)
         t0 = time.perf_counter()
         heat = np.asarray(explain(model, to_input(model, display), method=PRIMARY_METHOD, targets=pred,
-                                  batch_size=cfg.batch_size).heatmaps, np.float32)
+                                  batch_size=cfg.explain_batch(PRIMARY_METHOD)).heatmaps, np.float32)
         ctx.seconds_primary_explain += time.perf_counter() - t0
 
         records = []
@@ -115,6 +116,7 @@ def image_pass(ctx: AuditContext, checks: Sequence[Check], timing: dict[str, flo
             check.on_chunk(ctx, chunk)
             timing[check.name] = timing.get(check.name, 0.0) + time.perf_counter() - t0
         ctx.records.extend(records)
+        release_freed_memory()  # the chunk's model passes are done: hand their pages back
         bar.update(len(part))
     bar.close()
 
@@ -170,6 +172,7 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     for check in checks:
         t1 = time.perf_counter()
         check.start(ctx)
+        release_freed_memory()  # between stages: see memory.release_freed_memory
         per_check[check.name] = time.perf_counter() - t1
     stage["data_checks"] = time.perf_counter() - t0
 
@@ -182,6 +185,7 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     for check in finish_order(checks):
         t0 = time.perf_counter()
         ctx.results[check.name] = check.finish(ctx)
+        release_freed_memory()
         dt = time.perf_counter() - t0
         per_check[check.name] = per_check.get(check.name, 0.0) + dt
         key = check.timing_key or check.name

@@ -34,7 +34,8 @@ class Sample:
         and whether the source has a mask for it.
     """
 
-    __slots__ = ("label", "patient_id", "path", "meta", "ref", "error", "_image", "_mask", "_shape", "_has_mask")
+    __slots__ = ("label", "patient_id", "path", "meta", "ref", "error", "_image", "_mask", "_shape", "_has_mask",
+                 "_packed_mask")
 
     def __init__(self, image: np.ndarray | None = None, label: str | None = None, mask: np.ndarray | None = None,
                  patient_id: str | None = None, path: str = "", meta: dict[str, Any] | None = None, *,
@@ -42,7 +43,7 @@ class Sample:
         self.label, self.patient_id, self.path = label, patient_id, path
         self.meta = {} if meta is None else meta
         self.ref, self.error = ref, None
-        self._image = self._mask = None
+        self._image = self._mask = self._packed_mask = None
         if image is None:
             if ref is None:
                 raise ValueError(f"a Sample needs an image or a reference to one ({path})")
@@ -84,16 +85,30 @@ class Sample:
 
     @image.setter
     def image(self, value) -> None:
-        self._set(np.asarray(value, dtype=np.float32), self._mask)
+        mask = self.mask if self._packed_mask is not None else self._mask
+        self._packed_mask = None
+        self._set(np.asarray(value, dtype=np.float32), mask)
 
     @property
     def mask(self) -> np.ndarray | None:
+        if self._packed_mask is not None:
+            return np.unpackbits(self._packed_mask, count=self._shape[0] * self._shape[1]).reshape(self._shape).view(bool)
         if self._image is not None or not self._has_mask:
             return self._mask
         return self._read().mask
 
     @mask.setter
     def mask(self, value) -> None:
+        if value is not None and self.is_lazy:
+            # A mask from elsewhere (the audit's segmenter gives one to every Kaggle slice): kept at
+            # one bit a pixel, and the sample stays lazy. Setting it through the image would pin
+            # every audited slice's pixels (float32) and mask for the whole audit.
+            value = np.asarray(value).astype(bool)
+            if value.shape != self.shape:
+                raise ValueError(f"mask shape {value.shape} differs from image shape {self.shape} ({self.path})")
+            self._packed_mask, self._has_mask = np.packbits(value, axis=None), True
+            return
+        self._packed_mask = None
         self._set(self.image, value)
 
     @property

@@ -186,7 +186,7 @@ class AuditContext:
         """Calibrated probabilities (n, C) of display-space images (edited or not)."""
         from tumorlens.audit.forward import probabilities01
 
-        return probabilities01(self.model, images01, self.config.batch_size)
+        return probabilities01(self.model, images01, self.config.forward_batch)
 
     def probs(self) -> np.ndarray:
         """(N, C) probabilities of every audited image (after the image pass)."""

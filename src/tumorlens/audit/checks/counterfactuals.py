@@ -51,7 +51,7 @@ class CounterfactualCheck(Check):
         # images without a tumor get NaN rows (nothing to remove)
         masks = np.stack([m if m is not None else np.zeros(c.display.shape[1:], bool) for m in c.tumors])
         self.tables.append(counterfactual_table(ctx.model, c.display, masks, c.truth, c.probs,
-                                                np.stack([r.background for r in c.regions]), ctx.config.batch_size,
+                                                np.stack([r.background for r in c.regions]), ctx.config.forward_batch,
                                                 np.stack([r.brain for r in c.regions])))
 
     def finish(self, ctx: AuditContext) -> CounterfactualResult:

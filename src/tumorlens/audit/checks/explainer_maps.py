@@ -70,6 +70,6 @@ class ExplainerMapsCheck(Check):
                             np.array([p[1] for p in parts], np.float32), [p[2] for p in parts], [p[3] for p in parts])
         for method in ctx.config.methods:
             t0 = time.perf_counter()
-            res.heatmaps[method] = explainer(method, ctx.config.batch_size)(ctx.model, res.x, res.targets)
+            res.heatmaps[method] = explainer(method, ctx.config.explain_batch(method))(ctx.model, res.x, res.targets)
             res.ms_per_image[method] = (time.perf_counter() - t0) * 1000 / max(len(self.idx), 1)
         return res

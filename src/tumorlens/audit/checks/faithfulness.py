@@ -38,7 +38,7 @@ class FaithfulnessCheck(Check):
     def finish(self, ctx: AuditContext) -> ComparisonResult:
         maps: ExplainerMaps = ctx.results["explainer_maps"]
         sanity: SanityResults = ctx.results["sanity"]
-        bs = max(ctx.config.batch_size, 64)
+        bs = ctx.config.forward_batch
         truth = ctx.truth[maps.idx]
         res = ComparisonResult()
         ends = curve_endpoints(ctx.model, maps.display, maps.targets, maps.fills, bs)

@@ -123,7 +123,7 @@ class RobustnessCheck(Check):
             images = acquired_images(recipe, [c.samples[i].image for i in local])
         keep = [j for j, i in enumerate(local) if c.start + i in self.examples]
         ev = evaluate_under_shifts(ctx.model, images, c.truth[local], self.shifts, clean_probs=c.probs[local],
-                                   seed=ctx.config.seed, batch_size=ctx.config.batch_size, start=self.done,
+                                   seed=ctx.config.seed, batch_size=ctx.config.forward_batch, start=self.done,
                                    keep=keep, progress=False)
         self.done += len(local)
         self.parts.append(ev)

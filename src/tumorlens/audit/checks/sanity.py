@@ -42,7 +42,7 @@ class SanityCheck(Check):
         res = SanityResults()
         for method in tqdm(list(maps.heatmaps), desc="sanity check", unit="method", disable=not ctx.config.progress):
             res.by_method[method] = cascading_randomisation(
-                ctx.model, maps.x[:n], maps.targets[:n], explainer(method, ctx.config.batch_size), method,
+                ctx.model, maps.x[:n], maps.targets[:n], explainer(method, ctx.config.explain_batch(method)), method,
                 seed=ctx.config.seed, original=maps.heatmaps[method][:n])
         return res
 

@@ -27,15 +27,15 @@ class TumorMaskCheck(Check):
     def start(self, ctx: AuditContext) -> None:
         from tumorlens.segment.audit import fill_predicted_masks
 
-        self.predicted: dict[int, object] = {}
+        self.predicted: set[int] = set()  # audited slices whose mask is the segmenter's
         segmenter = self.segmenter = None
         if getattr(ctx.config, "predicted_masks", False):
             from tumorlens.segment.model import load_segmenter
 
             segmenter = self.segmenter = load_segmenter(getattr(ctx.config, "segmenter", None))
         before = [s.mask is None for s in ctx.audited.samples]
-        self.fill = fill_predicted_masks(ctx.audited, segmenter, batch_size=ctx.config.batch_size)
-        self.predicted = {i: ctx.audited.samples[i].mask for i, was_none in enumerate(before) if was_none}
+        self.fill = fill_predicted_masks(ctx.audited, segmenter, batch_size=ctx.config.forward_batch)
+        self.predicted = {i for i, was_none in enumerate(before) if was_none}
 
     def finish(self, ctx: AuditContext) -> TumorMaskResult:
         agreement = None
@@ -47,6 +47,6 @@ class TumorMaskCheck(Check):
             ref = open_dataset(figshare, progress=False)
             # patients the segmenter was never trained on (the held-out list it was trained without)
             never = set(self.segmenter.provenance.get("excluded_patients") or [])
-            preds = [self.predicted.get(i) for i in range(len(ctx.audited))]
+            preds = [ctx.audited.samples[i].mask if i in self.predicted else None for i in range(len(ctx.audited))]
             agreement = figshare_agreement(ctx.audited, preds, ref, never_trained=never)
         return TumorMaskResult(self.fill.to_dict(), agreement)
