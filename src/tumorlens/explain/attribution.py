@@ -7,7 +7,6 @@ targets used); None means each image's predicted class."""
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import numpy as np
@@ -17,6 +16,7 @@ from tumorlens.explain.heatmaps import attribution_heatmaps
 from tumorlens.explain.methods import ExplainError, Method, occlusion_geometry
 from tumorlens.explain.model_access import ChannelsLast
 from tumorlens.explain.superpixels import feature_mask
+from tumorlens.seeding import seeded
 
 def baseline_values(x: torch.Tensor, baseline) -> torch.Tensor:
     """(N, 1, 1, 1) reference value per image. "black": the image's minimum, i.e. black after the
@@ -65,7 +65,7 @@ def run_captum(wrapper: ChannelsLast, method: Method, x: torch.Tensor, targets: 
         # Captum warns about choices made here on purpose (one LIME example per call, inputs that
         # did not require gradients before it set them).
         warnings.simplefilter("ignore", UserWarning)
-        with _seeded(params.get("seed")):
+        with seeded(params.get("seed")):  # Captum samples from the global generators
             attr, targets = runner(wrapper, method, x, targets, batch_size, params, bar)
     raw = attr[:, 0].detach().float().numpy()
     sign, scale = method.heatmap_style
@@ -75,23 +75,6 @@ def run_captum(wrapper: ChannelsLast, method: Method, x: torch.Tensor, targets: 
 def _targets(wrapper: ChannelsLast, x: torch.Tensor, targets, batch_size: int) -> torch.Tensor:
     """The given targets, or each image's predicted class."""
     return torch.as_tensor(predict_classes(wrapper, x, batch_size) if targets is None else targets)
-
-
-@contextlib.contextmanager
-def _seeded(seed):
-    """Captum samples with both torch's and numpy's global generators: a seed makes GradientSHAP,
-    LIME and KernelSHAP repeatable, and both generators are restored afterwards."""
-    if seed is None:
-        yield
-        return
-    state = np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
-            np.random.seed(int(seed))
-            yield
-    finally:
-        np.random.set_state(state)
 
 
 def _chunks(n: int, size: int):
