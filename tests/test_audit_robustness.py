@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from tumorlens.audit.config import AuditConfig
 from tumorlens.audit.checks.robustness import (
     DROP_PASS,
     DROP_WARN,
@@ -97,7 +98,7 @@ def run_check(net, images, truth, n=None, keep=None, chunk=24, tmp_path=None):
     probs = model.probabilities(torch.from_numpy(RECIPE.normalize(images)[:, None].copy()))
     records = [SimpleNamespace(columns={}, display=(im * 255).astype(np.uint8)) for im in images]
     ctx = SimpleNamespace(model=model, truth=truth, n=len(truth), keep=keep, records=records, classes=CLASSES,
-                          config=SimpleNamespace(robustness_n=n, seed=0, batch_size=32))
+                          config=AuditConfig(robustness_n=n, seed=0, batch_size=32))
     check = RobustnessCheck()
     check.start(ctx)
     for s in range(0, len(truth), chunk):
