@@ -13,6 +13,7 @@ keeps its peak memory until it exits, unless it hands back what is free between 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
@@ -23,6 +24,16 @@ _INT_MAX = 2**31 - 1
 _applied = False
 
 
+@functools.cache
+def _libc():
+    """glibc's handle, or None under another C library (musl): then memory is left alone."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
 def reuse_freed_memory() -> bool:
     """Apply once per process; True if glibc now keeps freed memory for reuse."""
     global _applied
@@ -30,12 +41,10 @@ def reuse_freed_memory() -> bool:
         return True
     if os.environ.get("TUMORLENS_MALLOC", "").lower() == "system" or not sys.platform.startswith("linux"):
         return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # another C library (musl): leave it alone
+    libc = _libc()
+    if libc is None:
         return False
-    _applied = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, _INT_MAX) == 1
+    _applied = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX) == 1
     return _applied
 
 
@@ -48,9 +57,5 @@ def release_freed_memory() -> None:
     blocks do not fit those holes takes new ones, so the peak grew stage by stage (the Kaggle audit
     held 4.0 GB while its live data was under 0.4 GB; benchmarks/RESULTS.md, bench_data_memory.py).
     Called between stages, it costs one round of page faults per stage, not one per pass."""
-    if not _applied:
-        return
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    if _applied:  # implies _libc() is glibc
+        _libc().malloc_trim(0)

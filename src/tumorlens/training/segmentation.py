@@ -105,6 +105,12 @@ class PairedAugment(nn.Module):
 DICE_MODES = ("batch", "image")
 
 
+def check_dice_mode(dice: str) -> str:
+    if dice not in DICE_MODES:
+        raise TumorlensError(f"--dice must be one of {', '.join(DICE_MODES)}, got {dice!r}")
+    return dice
+
+
 def per_image_dice_loss(logits: torch.Tensor, mask: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     """1 - soft Dice of each slice that has a tumor, averaged over those slices (0 when none has).
 
@@ -135,8 +141,7 @@ class SegModule(L.LightningModule):
         super().__init__()
         import segmentation_models_pytorch as smp
 
-        if dice not in DICE_MODES:
-            raise TumorlensError(f"--dice must be one of {', '.join(DICE_MODES)}, got {dice!r}")
+        check_dice_mode(dice)
         self.net = net.to(memory_format=torch.channels_last)
         self.augment = augment
         self.lr, self.weight_decay = lr, weight_decay
@@ -217,8 +222,7 @@ def train_segmenter(config: SegTrainConfig, samples: SampleSet | None = None) ->
     from tumorlens.data.splits import patient_kfold
 
     started = time.time()
-    if config.dice not in DICE_MODES:  # before minutes of preprocessing
-        raise TumorlensError(f"--dice must be one of {', '.join(DICE_MODES)}, got {config.dice!r}")
+    check_dice_mode(config.dice)  # before minutes of preprocessing
     if config.threads:
         torch.set_num_threads(config.threads)
     L.seed_everything(config.seed, workers=True)

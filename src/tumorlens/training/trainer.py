@@ -32,7 +32,7 @@ from tumorlens.training.datasets import AugmentedImageDataset, TensorImageDatase
 from tumorlens.training.losses import balanced_class_weights, make_loss
 from tumorlens.training.module import Classifier
 from tumorlens.training.outside import OutsideBrain, check_outside_mode
-from tumorlens.training.tumor_removal import TumorRemoval, training_tumor_masks, tumor_free_class
+from tumorlens.training.tumor_removal import TumorRemoval, check_removal_p, training_tumor_masks, tumor_free_class
 
 
 @dataclass
@@ -97,8 +97,7 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     check_outside_mode(config.outside_brain)
     if not 0 <= config.outside_p <= 1:
         raise TumorlensError(f"--outside-p must lie in [0, 1], got {config.outside_p}")
-    if not 0 <= config.tumor_removal_p <= 1:
-        raise TumorlensError(f"--tumor-removal-p must lie in [0, 1], got {config.tumor_removal_p}")
+    check_removal_p(config.tumor_removal_p)
     # so does a missing or damaged --resume file; its schedule length is checked once the run's is known
     resumed_total_steps = _resume_schedule_length(config.resume) if config.resume else None
     L.seed_everything(config.seed, workers=True)

@@ -41,14 +41,18 @@ def tumor_free_class(classes: list[str]) -> int:
     )
 
 
+def check_removal_p(p: float) -> float:
+    if not 0 <= p <= 1:
+        raise TumorlensError(f"--tumor-removal-p must lie in [0, 1], got {p}")
+    return float(p)
+
+
 class TumorRemoval:
     """Per drawn training image: with probability p, a tumor slice with a non-empty mask comes back
     tumor-removed and labelled `target`."""
 
     def __init__(self, masks: np.ndarray, brains: np.ndarray, target: int, p: float, rng: np.random.Generator):
-        if not 0 <= p <= 1:
-            raise TumorlensError(f"--tumor-removal-p must lie in [0, 1], got {p}")
-        self.masks, self.brains, self.target, self.p, self.rng = masks, brains, int(target), float(p), rng
+        self.masks, self.brains, self.target, self.p, self.rng = masks, brains, int(target), check_removal_p(p), rng
 
     def __call__(self, image01: np.ndarray, i: int, label: int) -> tuple[np.ndarray, int]:
         mask = self.masks[i]
