@@ -68,7 +68,7 @@ def remove_by_mirror(image01: np.ndarray, tumor: np.ndarray, center_col: float, 
     """The image with the (dilated) tumor replaced by the contralateral tissue; unchanged when the
     mask is empty. Where the mirror is tumor too (a midline tumor, e.g. pituitary), the tissue
     comes from another place of the same brain that holds no tumor (`brain` needed), else from a
-    smooth mean of the surroundings."""
+    smooth mean of the surroundings. `rng` draws that place (default: seeded, so a call repeats)."""
     img = np.asarray(image01, np.float32)
     m8 = np.asarray(tumor, bool).astype(np.uint8)
     if not m8.any():
@@ -80,7 +80,7 @@ def remove_by_mirror(image01: np.ndarray, tumor: np.ndarray, center_col: float, 
     src = np.clip(np.rint(2 * center_col - np.arange(w)), 0, w - 1).astype(int)
     fill, crossing = img[:, src].copy(), (m8 & m8[:, src]).astype(bool)
     if crossing.any():
-        donor = _healthy_patch(img, m8.astype(bool), brain, rng or np.random.default_rng())
+        donor = _healthy_patch(img, m8.astype(bool), brain, rng if rng is not None else np.random.default_rng(0))
         if donor is not None:
             fill[crossing] = donor[crossing]
         else:
