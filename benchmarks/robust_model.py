@@ -7,6 +7,9 @@
     python benchmarks/robust_model.py invariance [--data DIR] [--every 50]
         how far the display image moves under the gamma shifts, min-max vs head_rank recipe, on every
         50th Training slice (a property of the preprocessing; no model, nothing selected)
+    python benchmarks/robust_model.py undo-shift --model runs/X/model.pt --out runs/X_shifted
+        a run trained with --tumor-removal-p before the trainer undid its label shift, corrected as
+        the trainer now does (class priors of the data, not of relabelled training)
     python benchmarks/robust_model.py table --run NAME=DIR [...]
         one RESULTS row per candidate from DIR/model.pt, DIR/validation_shifts.json, DIR/testing
         (tumorlens evaluate), DIR/audit (tumorlens audit, Kaggle Testing), DIR/audit_figshare.
@@ -143,6 +146,48 @@ def finish(run: Path, base: Path, overrides: dict, train_seconds: float) -> Path
                            provenance=prov, metrics={"validation": metrics})
 
 
+def undo_shift(model_path: Path, out: Path) -> Path:
+    """A copy of a checkpoint trained with --tumor-removal-p before the trainer corrected the label
+    shift, with the trainer's correction folded in and the temperature refitted on validation. Such
+    runs stored only how many tumor slices had a mask in all, so each tumor class is taken to have
+    that share."""
+    import torch
+
+    from tumorlens.audit.forward import to_input
+    from tumorlens.data.sources import open_dataset
+    from tumorlens.evaluation.calibration import fit_temperature
+    from tumorlens.evaluation.metrics import classification_metrics
+    from tumorlens.models import load_model
+    from tumorlens.models.checkpoint import save_checkpoint
+    from tumorlens.models.softmax import temperature_softmax
+    from tumorlens.training.tumor_removal import tumor_free_class, undo_removal_label_shift
+
+    model = load_model(model_path)
+    prov = json.loads(json.dumps(model.provenance))
+    cfg, masks = prov["config"], prov["tumor_removal_masks"]
+    val = validation_samples(model)
+    everything = open_dataset(prov["data"], class_map=cfg.get("class_map") or None)
+    if cfg.get("split"):
+        everything = everything.by_split(cfg["split"])
+    classes = model.classes
+    counts = np.array([sum(smp.label == c for smp in everything.samples) - sum(smp.label == c for smp in val.samples)
+                       for c in classes], float)
+    removable = counts * masks["with_tumor"] / (masks["predicted"] + masks["expert"])
+    removable[tumor_free_class(classes)] = 0
+    net = model.net.to(memory_format=torch.contiguous_format)
+    shift = undo_removal_label_shift(net, model.arch, classes, counts, removable, cfg["tumor_removal_p"])
+    y = np.array([classes.index(smp.label) for smp in val.samples])
+    display = np.stack([model.recipe.display(smp.image) for smp in val.samples])
+    with torch.inference_mode():
+        logits = torch.cat([net(to_input(model, display[i:i + 64])) for i in range(0, len(display), 64)]).numpy()
+    temperature = fit_temperature(logits, y)
+    metrics = classification_metrics(y, temperature_softmax(logits, temperature), classes)
+    prov.update(tumor_removal_logit_shift=shift, finished_by="benchmarks/robust_model.py undo-shift")
+    print(f"logit shift {shift}: validation accuracy {metrics['accuracy']:.4f} macro-F1 {metrics['macro_f1']:.4f}")
+    return save_checkpoint(out / "model.pt", net, model.arch, classes, model.recipe, temperature=temperature,
+                           provenance=prov, metrics={"validation": metrics})
+
+
 def _load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -219,6 +264,9 @@ def main(argv=None) -> None:
     inv = sub.add_parser("invariance")
     inv.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "brain-tumor-mri")
     inv.add_argument("--every", type=int, default=50)
+    u = sub.add_parser("undo-shift")
+    u.add_argument("--model", type=Path, required=True)
+    u.add_argument("--out", type=Path, required=True, help="folder for the corrected model.pt")
     t = sub.add_parser("table")
     t.add_argument("--run", action="append", required=True, help="NAME=DIR")
     args = ap.parse_args(argv)
@@ -232,6 +280,8 @@ def main(argv=None) -> None:
     elif args.cmd == "finish":
         overrides = {kv.split("=", 1)[0]: json.loads(kv.split("=", 1)[1]) for kv in args.set}
         print(finish(args.run, args.base, overrides, args.train_seconds))
+    elif args.cmd == "undo-shift":
+        print(undo_shift(args.model, args.out))
     elif args.cmd == "invariance":
         print(json.dumps(invariance(args.data, args.every), indent=1))
     else:

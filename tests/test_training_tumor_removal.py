@@ -114,6 +114,10 @@ def test_train_cli_with_tumor_removal_records_mask_sources_and_the_preset(tmp_pa
     counts = provenance["tumor_removal_masks"]
     # the phantoms carry expert masks: the segmenter is not needed
     assert counts["expert"] > 0 and counts["predicted"] == 0 and counts["with_tumor"] > 0
+    assert sum(counts["with_tumor_by_class"]) == counts["with_tumor"]
+    # the relabelling's label shift is undone in the saved model: the tumor-free class is pushed down
+    shift = dict(zip(CLASSES, provenance["tumor_removal_logit_shift"]))
+    assert shift["notumor"] < 0 < shift["glioma"] and shift["meningioma"] > 0
 
 
 def test_bad_tumor_removal_options_exit_with_a_message_before_training(tmp_path, phantoms, monkeypatch):
@@ -140,3 +144,30 @@ def test_slices_without_expert_masks_get_the_segmenters_masks(phantoms):
     masks, counts = training_tumor_masks(maskless, PreprocessRecipe(size=48), labels, target)
     assert counts["expert"] == 0 and counts["predicted"] == int((labels != target).sum())
     assert masks.shape == (12, 48, 48) and not masks[labels == target].any()
+
+
+def test_the_label_shift_correction_turns_training_priors_back_into_the_datas():
+    """A model that only learned the (relabelled) training priors predicts the data's after the correction."""
+    from tumorlens.models.registry import build_model
+    from tumorlens.training.tumor_removal import removal_label_shift, undo_removal_label_shift
+
+    counts, removable, p = np.array([100.0, 100.0, 200.0]), np.array([100.0, 50.0, 0.0]), 0.2
+    seen = np.array([80.0, 90.0, 230.0])  # 20 glioma and 10 meningioma slices relabelled notumor per epoch
+    shift = removal_label_shift(counts, removable, target=2, p=p)
+    np.testing.assert_allclose(shift, np.log(counts) - np.log(seen))
+
+    net = build_model("simple_cnn", 3).eval()
+    with torch.no_grad():  # no evidence from the image: the logits are the training priors
+        net.classifier.weight.zero_()
+        net.classifier.bias.copy_(torch.as_tensor(np.log(seen / seen.sum())))
+    undo_removal_label_shift(net, "simple_cnn", list(CLASSES), counts, removable, p)
+    probs = torch.softmax(net(torch.rand(2, 1, 32, 32)), 1).detach().numpy()
+    np.testing.assert_allclose(probs, np.tile(counts / counts.sum(), (2, 1)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["simple_cnn", "resnet18", "efficientnet_b0", "efficientnet_lite0"])
+def test_final_linear_is_the_layer_that_gives_the_class_logits(name):
+    from tumorlens.models.registry import build_model, final_linear
+
+    layer = final_linear(build_model(name, 3), name)
+    assert isinstance(layer, torch.nn.Linear) and layer.out_features == 3

@@ -102,8 +102,6 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
-
-
 def architecture(name: str) -> Architecture:
     try:
         return ARCHITECTURES[name]
@@ -123,3 +121,12 @@ def build_model(name: str, num_classes: int, pretrained: str | Path | None = Non
 
         load_pretrained_into(net, arch, pretrained)
     return net
+
+
+def final_linear(net: nn.Module, name: str) -> nn.Linear:
+    """The layer that maps features to class logits (the last nn.Linear under the classifier prefix)."""
+    prefix = architecture(name).classifier
+    layers = [m for n, m in net.named_modules() if (n == prefix or n.startswith(prefix + ".")) and isinstance(m, nn.Linear)]
+    if not layers:
+        raise ValueError(f"{name}: no linear layer under {prefix!r}")
+    return layers[-1]

@@ -22,7 +22,7 @@ from tumorlens.errors import TumorlensError
 from tumorlens.evaluation.calibration import fit_temperature
 from tumorlens.evaluation.metrics import classification_metrics
 from tumorlens.models.checkpoint import save_checkpoint
-from tumorlens.models.registry import build_model
+from tumorlens.models.registry import build_model, final_linear
 from tumorlens.models.softmax import temperature_softmax
 from tumorlens.training.acquisition import Acquisition
 from tumorlens.training.augment import augment_preset, make_augment
@@ -32,7 +32,9 @@ from tumorlens.training.datasets import AugmentedImageDataset, TensorImageDatase
 from tumorlens.training.losses import balanced_class_weights, make_loss
 from tumorlens.training.module import Classifier
 from tumorlens.training.outside import OutsideBrain, check_outside_mode
-from tumorlens.training.tumor_removal import TumorRemoval, check_removal_p, training_tumor_masks, tumor_free_class
+from tumorlens.training.tumor_removal import (
+    TumorRemoval, check_removal_p, training_tumor_masks, tumor_free_class, undo_removal_label_shift,
+)
 
 
 @dataclass
@@ -192,6 +194,10 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
     net = module.net.to(memory_format=torch.contiguous_format).eval()
+    label_shift = None
+    if removal_masks is not None:
+        label_shift = undo_removal_label_shift(net, config.model, classes, np.bincount(y_train, minlength=len(classes)),
+                                               removal_masks["with_tumor_by_class"], config.tumor_removal_p)
 
     with torch.inference_mode():
         val_logits = torch.cat([net(x) for x, _ in DataLoader(val_ds, batch_size=128)]).numpy()
@@ -216,6 +222,7 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         "train_phash": training_hashes(samples),
         "skipped_files": len(samples.skipped),
         "tumor_removal_masks": removal_masks,
+        "tumor_removal_logit_shift": label_shift,
         "config": asdict(config),
         "epochs_run": trainer.current_epoch,
         "train_seconds": round(seconds, 1),

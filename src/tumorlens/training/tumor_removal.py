@@ -16,12 +16,14 @@ standardisation), where the audit edits pixels.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from tumorlens.audit.counterfactuals import mirror_column, remove_by_mirror
 from tumorlens.data.preprocess import PreprocessRecipe
 from tumorlens.data.sample import SampleSet
 from tumorlens.errors import TumorlensError
+from tumorlens.models.registry import final_linear
 from tumorlens.segment.run import TUMOR_FREE_LABELS
 
 # wider than the audit's 3 px (tumorlens.audit.counterfactuals.DILATE_PX): the segmenter's masks
@@ -47,6 +49,32 @@ def check_removal_p(p: float) -> float:
     return float(p)
 
 
+def removal_label_shift(counts: np.ndarray, removable: np.ndarray, target: int, p: float) -> np.ndarray:
+    """Per-class logit correction for the label shift that relabelling causes: log prior(data) -
+    log prior(training). Relabelling a share p of the removable tumor slices inflates the tumor-free
+    class during training, so the trained model over-calls it by exactly that prior ratio (a logit
+    adjustment, Menon et al. 2021). `counts`: training slices per class; `removable`: those with a
+    non-empty tumor mask."""
+    counts, removable = np.asarray(counts, float), np.asarray(removable, float)
+    moved = p * removable
+    moved[target] = 0.0
+    seen = counts - moved
+    seen[target] += moved.sum()
+    return np.log(counts) - np.log(seen)  # both sum to the same N, so the totals cancel
+
+
+def undo_removal_label_shift(net, arch: str, classes: list[str], counts, removable, p: float) -> list[float]:
+    """Fold removal_label_shift into the classifier's bias, so every command that loads the trained
+    network predicts with the data's class priors, not training's. Returns the correction."""
+    per_class = np.zeros(len(classes))
+    per_class[: len(removable)] = removable
+    shift = removal_label_shift(counts, per_class, tumor_free_class(classes), p)
+    layer = final_linear(net, arch)
+    with torch.no_grad():
+        layer.bias += torch.as_tensor(shift, dtype=layer.bias.dtype)
+    return [round(float(v), 6) for v in shift]
+
+
 class TumorRemoval:
     """Per drawn training image: with probability p, a tumor slice with a non-empty mask comes back
     tumor-removed and labelled `target`."""
@@ -65,7 +93,7 @@ class TumorRemoval:
 def training_tumor_masks(samples: SampleSet, recipe: PreprocessRecipe, labels: np.ndarray, target: int,
                          segmenter=None, batch_size: int = 32) -> tuple[np.ndarray, dict]:
     """(N, S, S) bool tumor masks at model size for the tumor slices (tumor-free slices: empty), and
-    how many came from experts and from the segmenter. `segmenter`: a tumorlens.segment Segmenter,
+    how many came from experts and from the segmenter, and how many per class are non-empty. `segmenter`: a tumorlens.segment Segmenter,
     or None for the bundled one (loaded only if some tumor slice lacks an expert mask)."""
     n, s = len(samples), recipe.size
     masks = np.zeros((n, s, s), bool)
@@ -97,5 +125,8 @@ def training_tumor_masks(samples: SampleSet, recipe: PreprocessRecipe, labels: n
             if len(pending) == batch_size:
                 flush()
     flush()
-    counts["with_tumor"] = int(masks[need].any(axis=(1, 2)).sum()) if need else 0
+    found = masks.any(axis=(1, 2))
+    counts["with_tumor"] = int(found.sum())
+    # per class: the share of each class that relabelling can move, for removal_label_shift
+    counts["with_tumor_by_class"] = np.bincount(labels[found], minlength=int(labels.max()) + 1).tolist()
     return masks, counts
