@@ -1,8 +1,11 @@
 """Copy a trained run into the package as the default model and write its model card.
 
 usage: python scripts/ship_default_model.py RUN_DIR
-RUN_DIR holds model.pt (from `tumorlens train`) and testing/metrics.json (from `tumorlens evaluate`);
-when RUN_DIR/audit/summary.json (from `tumorlens audit`) exists, its findings go into the card too.
+RUN_DIR holds model.pt (from `tumorlens train`) and testing/metrics.json (from `tumorlens evaluate`).
+Optional, each into the card when present: RUN_DIR/audit/summary.json (`tumorlens audit` on Kaggle
+Testing), RUN_DIR/audit_figshare/summary.json (the same audit on figshare, whose expert masks make the
+counterfactual check meaningful) and RUN_DIR/compare/comparison.json (`tumorlens compare` of the
+previous default's audit with this one's).
 """
 
 from __future__ import annotations
@@ -54,6 +57,44 @@ def audit_findings(run: Path) -> str:
     return "\n".join(lines + [f"- {f}" for f in found["verdict"]["findings"]])
 
 
+def recipe_options(cfg: dict, provenance: dict) -> str:
+    """The options that change what the model learns from (issue 18), as the card's reader needs them."""
+    parts = [f"intensity `{cfg.get('intensity', 'minmax')}`"]
+    if cfg.get("outside_brain", "keep") != "keep":
+        parts.append(f"outside the brain `{cfg['outside_brain']}` on {cfg['outside_p']:.0%} of images")
+    if cfg.get("tumor_removal_p", 0) > 0:
+        shift = provenance.get("tumor_removal_logit_shift")
+        parts.append(f"tumor removed and relabelled tumor-free on {cfg['tumor_removal_p']:.0%} of tumor images "
+                     f"(mirror removal; masks: {provenance['tumor_removal_masks']}), the label shift this causes "
+                     f"undone in the classifier's bias ({shift})")
+    return "; ".join(parts)
+
+
+def comparison(run: Path) -> str:
+    path = run / "compare" / "comparison.json"
+    if not path.is_file():
+        return "Not compared with the previous default model."
+    found = json.loads(path.read_text())
+    lines = [f"`tumorlens compare` of the previous default's audit ({found['a']['model']}) with this model's "
+             f"({found['b']['model']}), same Testing slices: {found['counts']['better']} key figures better, "
+             f"{found['counts']['worse']} worse.", "", "| check | previous | this model |", "|---|---|---|"]
+    accuracy = next((f for f in found["figures"] if f["key"] == "accuracy"), None)
+    lines += [f"| {c['name']} | {c['a']['status']} | {c['b']['status']} |" for c in found["checks"]]
+    if accuracy:
+        lines += ["", f"Testing accuracy {accuracy['a']:.4f} (previous) -> {accuracy['b']:.4f} (this model)."]
+    return "\n".join(lines)
+
+
+def figshare_counterfactuals(run: Path) -> str:
+    path = run / "audit_figshare" / "summary.json"
+    if not path.is_file():
+        return "Not audited on figshare."
+    found = json.loads(path.read_text())
+    findings = [f for f in found["verdict"]["findings"] if "] counterfactuals:" in f]
+    return "\n".join([f"`tumorlens audit` on {found['n_images']} slices of {Path(found['data']['root']).name} "
+                      f"(expert tumor masks):", ""] + [f"- {f}" for f in findings or ["counterfactuals: not run"]])
+
+
 def main(run: Path) -> None:
     ckpt = run / "model.pt"
     size_mb = ckpt.stat().st_size / 2**20
@@ -85,7 +126,7 @@ def main(run: Path) -> None:
   {p['n_train']} slices for training, {p['n_val']} held out for validation, {p['split_method']} split, seed {cfg['seed']}).
 - Recipe: {cfg['epochs']} epochs max (ran {p['epochs_run']}), batch {cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']},
   one-cycle schedule (torch OneCycleLR), loss `{cfg['loss']}` with class weights={cfg['class_weights']} and label smoothing
-  {cfg['label_smoothing']}, {augmentation(cfg)},
+  {cfg['label_smoothing']}, {augmentation(cfg)}; {recipe_options(cfg, p)};
   early stopping on validation macro-F1. Training took {p['train_seconds'] / 60:.1f} minutes on 2 CPU cores.
 - Reproduce: `make default-model` (see README).
 
@@ -98,6 +139,12 @@ Measured by `tumorlens evaluate --model src/tumorlens/assets/default_model.pt --
 
 ## What the audit found
 {audit_findings(run)}
+
+## Against the previous default model
+{comparison(run)}
+
+## Does it need the tumor? (figshare)
+{figshare_counterfactuals(run)}
 
 ## Known limits
 - The Kaggle set mixes three sources; class, source, file format and framing are confounded
