@@ -60,7 +60,9 @@ def removal_label_shift(counts: np.ndarray, removable: np.ndarray, target: int, 
     moved[target] = 0.0
     seen = counts - moved
     seen[target] += moved.sum()
-    return np.log(counts) - np.log(seen)  # both sum to the same N, so the totals cancel
+    with np.errstate(divide="ignore", invalid="ignore"):  # a class absent from training: nothing to undo
+        shift = np.log(counts) - np.log(seen)  # both sum to the same N, so the totals cancel
+    return np.where(counts > 0, shift, 0.0)
 
 
 def undo_removal_label_shift(net, arch: str, classes: list[str], counts, removable, p: float) -> list[float]:
@@ -93,8 +95,8 @@ class TumorRemoval:
 def training_tumor_masks(samples: SampleSet, recipe: PreprocessRecipe, labels: np.ndarray, target: int,
                          segmenter=None, batch_size: int = 32) -> tuple[np.ndarray, dict]:
     """(N, S, S) bool tumor masks at model size for the tumor slices (tumor-free slices: empty), and
-    how many came from experts and from the segmenter, and how many per class are non-empty. `segmenter`: a tumorlens.segment Segmenter,
-    or None for the bundled one (loaded only if some tumor slice lacks an expert mask)."""
+    how many came from experts and from the segmenter, and how many per class are non-empty.
+    `segmenter`: a tumorlens.segment Segmenter, or None for the bundled one (loaded only if some tumor slice lacks an expert mask)."""
     n, s = len(samples), recipe.size
     masks = np.zeros((n, s, s), bool)
     need = [i for i in range(n) if labels[i] != target]
