@@ -96,7 +96,8 @@ def training_tumor_masks(samples: SampleSet, recipe: PreprocessRecipe, labels: n
                          segmenter=None, batch_size: int = 32) -> tuple[np.ndarray, dict]:
     """(N, S, S) bool tumor masks at model size for the tumor slices (tumor-free slices: empty), and
     how many came from experts and from the segmenter, and how many per class are non-empty.
-    `segmenter`: a tumorlens.segment Segmenter, or None for the bundled one (loaded only if some tumor slice lacks an expert mask)."""
+    `segmenter`: a tumorlens.segment Segmenter, or None for the bundled one (loaded only if some tumor
+    slice lacks an expert mask)."""
     n, s = len(samples), recipe.size
     masks = np.zeros((n, s, s), bool)
     need = [i for i in range(n) if labels[i] != target]
