@@ -1,6 +1,8 @@
 """The inputs of the explainer reference fixture (tests/data/explain_reference.npz): maps computed
 by the explain code before the registry refactor (commit 0ebbd05), which every later version must
-reproduce. Regenerate only on purpose: `python tests/explain_reference.py` (writes the fixture)."""
+reproduce. Regenerate only on purpose: `python tests/explain_reference.py` (writes the fixture);
+`python tests/explain_reference.py --default-model` rewrites only the shipped model's maps, when a new
+default model is shipped."""
 
 from __future__ import annotations
 
@@ -90,9 +92,20 @@ def compute(net, run_default_model: bool = True) -> dict[str, np.ndarray]:
 
 
 if __name__ == "__main__":
-    net = small_net()
-    maps = compute(net)
-    state = {f"state:{k}": v.detach().numpy() for k, v in net.state_dict().items()}
+    import sys
+
+    if sys.argv[1:] == ["--default-model"]:
+        # a new default model shipped: only its maps change; the small network's stay as first written
+        kept = dict(np.load(FIXTURE))
+        net = small_net({k.split(":", 1)[1]: v for k, v in kept.items() if k.startswith("state:")})
+        maps = {k: v for k, v in compute(net).items() if k.startswith("default_")}
+        state = {}
+        kept.update(maps)
+        maps = kept
+    else:
+        net = small_net()
+        maps = compute(net)
+        state = {f"state:{k}": v.detach().numpy() for k, v in net.state_dict().items()}
     # float16 halves the file; the test's tolerance (2e-3 on maps in [0, 1]) is above its rounding.
     stored = {k: (v.astype(np.float16) if v.dtype == np.float32 else v) for k, v in maps.items()}
     np.savez_compressed(FIXTURE, **stored, **state)

@@ -113,3 +113,26 @@ def test_demo_audit_numbers_are_unchanged(demo_audit):
     differ = [(c, v, now["csv_means"].get(c)) for c, v in ref["csv_means"].items()
               if not (v is None and now["csv_means"].get(c) is None) and not _close(v, now["csv_means"].get(c))]
     assert not differ, f"per-image columns changed: {differ[:5]}"
+
+
+if __name__ == "__main__":
+    # Rewrite the fixture's numbers on purpose (a new default model was shipped): the demo audit's
+    # numbers and per-image means are replaced; the key list only grows, so a lost key still fails.
+    import sys
+    import tempfile
+
+    from typer.testing import CliRunner
+
+    from tumorlens.cli import app
+
+    out = Path(tempfile.mkdtemp())
+    res = CliRunner().invoke(app, ["audit", "--demo", "--seed", "0", "--out", str(out)])
+    if res.exit_code != 0:
+        sys.exit(res.output)
+    now = reference_view(json.loads((out / "summary.json").read_text()), pd.read_csv(out / "gradcam_analysis.csv"))
+    old = json.loads(FIXTURE.read_text())
+    if now["csv_columns"] != old["csv_columns"]:
+        sys.exit(f"gradcam_analysis.csv's columns changed: {old['csv_columns']} -> {now['csv_columns']}")
+    now["keys"] = old["keys"] + sorted(set(now["keys"]) - set(old["keys"]))
+    FIXTURE.write_text(json.dumps(now, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {FIXTURE}")
