@@ -27,14 +27,24 @@ test: $(STAMP)
 
 DATA ?= ../shared/data/brain-tumor-mri
 # Trains the default model on Kaggle Training (a stratified 10 % held out for validation and
-# temperature scaling), evaluates and audits it on Testing, and ships it with its model card into
-# src/tumorlens/assets (26 min of training measured on 2 cores shared with a second run).
+# temperature scaling), evaluates and audits it on Testing and figshare, compares its audit with the
+# model it replaces, and ships it with its model card into src/tumorlens/assets. The recipe is issue
+# 18's candidate E (benchmarks/RESULTS.md, robust_model.py): rank intensities in the head, acquisition
+# augmentation with random windows, outside-brain randomisation, tumor-removed counterfactual examples.
 default-model: $(STAMP)
 	$(BIN)/tumorlens train --data $(DATA) --split Training --model efficientnet_lite0 --pretrained imagenet \
-		--size 224 --epochs 5 --patience 3 --batch-size 32 --lr 1e-3 --seed 0 --split-seed 0 --out runs/default \
-		--clip-low 0 --clip-high 100 --augment flip --val-fraction 0.1 --no-class-weights --label-smoothing 0
+		--size 224 --epochs 6 --batch-size 32 --lr 1e-3 --seed 0 --split-seed 0 --out runs/default \
+		--clip-low 0 --clip-high 100 --val-fraction 0.1 --no-class-weights --label-smoothing 0 \
+		--intensity head_rank --augment acquisition_window --outside-brain randomize --outside-p 0.5 --tumor-removal-p 0.15
 	$(BIN)/tumorlens evaluate --model runs/default/model.pt --data $(DATA) --out runs/default/testing
 	$(BIN)/tumorlens audit --model runs/default/model.pt --data $(DATA) --out runs/default/audit
+	# figshare's expert masks make the counterfactual check exact; only the 188 patients that are not held out
+	$(BIN)/python scripts/figshare_split.py dev runs/figshare_dev
+	$(BIN)/tumorlens audit --model runs/default/model.pt --data runs/figshare_dev --limit 300 --robustness-n 0 \
+		--no-data-checks --out runs/default/audit_figshare
+	# the model it replaces, audited on the same slices, for the card's comparison
+	$(BIN)/tumorlens audit --model src/tumorlens/assets/default_model.pt --data $(DATA) --out runs/previous/audit
+	$(BIN)/tumorlens compare runs/previous/audit runs/default/audit --out runs/default/compare
 	$(BIN)/python scripts/ship_default_model.py runs/default
 
 clean:

@@ -67,6 +67,8 @@ def recipe_options(cfg: dict, provenance: dict) -> str:
         parts.append(f"tumor removed and relabelled tumor-free on {cfg['tumor_removal_p']:.0%} of tumor images "
                      f"(mirror removal; masks: {provenance['tumor_removal_masks']}), the label shift this causes "
                      f"undone in the classifier's bias ({shift})")
+    if provenance.get("finished_by"):
+        parts.append(f"finished after training by {provenance['finished_by']}")
     return "; ".join(parts)
 
 
@@ -127,7 +129,8 @@ def main(run: Path) -> None:
 - Recipe: {cfg['epochs']} epochs max (ran {p['epochs_run']}), batch {cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']},
   one-cycle schedule (torch OneCycleLR), loss `{cfg['loss']}` with class weights={cfg['class_weights']} and label smoothing
   {cfg['label_smoothing']}, {augmentation(cfg)}; {recipe_options(cfg, p)};
-  early stopping on validation macro-F1. Training took {p['train_seconds'] / 60:.1f} minutes on 2 CPU cores.
+  early stopping on validation macro-F1. Training took {p['train_seconds'] / 60:.1f} minutes (wall time) on 2 CPU
+  cores, which other jobs may have shared.
 - Reproduce: `make default-model` (see README).
 
 ## Metrics
@@ -147,6 +150,8 @@ Measured by `tumorlens evaluate --model src/tumorlens/assets/default_model.pt --
 {figshare_counterfactuals(run)}
 
 ## Known limits
+- Every check the audit above failed or warned on is something this model does not do; the
+  comparison says what it does better and worse than the model it replaced.
 - The Kaggle set mixes three sources; class, source, file format and framing are confounded
   (most "notumor" slices come from Br35H). High accuracy can partly come from those cues:
   run `tumorlens audit` to see where the model looks and how it does with the brain blanked.

@@ -4,7 +4,9 @@ list of checks (issue 14): same bundled model, same bundled slices, same seed.
 tests/fixtures/demo_audit_reference.json was written from `tumorlens audit --demo --seed 0` on the
 code before the refactor (main at 0ebbd05), by `reference_view` below, and rewritten when the audit's
 per-image map became the localisation map (HiResCAM at stride 16, issue 16) and ROAD joined the
-explainer table, and extended (not rewritten) when the counterfactual check gained the mirror removal (issue 18); it holds every number of
+explainer table, extended (not rewritten) when the counterfactual check gained the mirror removal (issue 18),
+and its numbers rewritten when a new default model was shipped (issue 18; `python
+tests/test_audit_demo_reference.py` rewrites them and only extends the key list); it holds every number of
 summary.json except timings and paths, the verdict, and the columns of gradcam_analysis.csv with
 their means. summary.json's keys are what users script against: the key test fails when a key
 disappears (new keys may be added: update the fixture's key list with the new ones)."""
