@@ -164,7 +164,11 @@ def undo_shift(model_path: Path, out: Path) -> Path:
 
     model = load_model(model_path)
     prov = json.loads(json.dumps(model.provenance))
-    cfg, masks = prov["config"], prov["tumor_removal_masks"]
+    cfg, masks = prov["config"], prov.get("tumor_removal_masks")
+    if not masks:
+        raise SystemExit(f"{model_path} was not trained with --tumor-removal-p: there is no label shift to undo")
+    if prov.get("tumor_removal_logit_shift"):
+        raise SystemExit(f"{model_path} has its label shift undone already: {prov['tumor_removal_logit_shift']}")
     val = validation_samples(model)
     everything = open_dataset(prov["data"], class_map=cfg.get("class_map") or None)
     if cfg.get("split"):
