@@ -45,11 +45,15 @@ def metrics_table(sections: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _read(path: Path) -> dict | None:
+    """An optional output of an earlier step (audit, comparison), or None when that step was not run."""
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def audit_findings(run: Path) -> str:
-    summary = run / "audit" / "summary.json"
-    if not summary.is_file():
+    found = _read(run / "audit" / "summary.json")
+    if found is None:
         return "Not audited: run `tumorlens audit --model src/tumorlens/assets/default_model.pt --data DATASET`."
-    found = json.loads(summary.read_text())
     data = found["data"]
     where = f"{Path(data['root']).name} {data.get('audited_split') or ''}".strip()
     lines = [f"`tumorlens audit` on {found['n_images']} slices of {where}: "
@@ -73,10 +77,9 @@ def recipe_options(cfg: dict, provenance: dict) -> str:
 
 
 def comparison(run: Path) -> str:
-    path = run / "compare" / "comparison.json"
-    if not path.is_file():
+    found = _read(run / "compare" / "comparison.json")
+    if found is None:
         return "Not compared with the previous default model."
-    found = json.loads(path.read_text())
     lines = [f"`tumorlens compare` of the previous default's audit ({found['a']['model']}) with this model's "
              f"({found['b']['model']}), same Testing slices: {found['counts']['better']} key figures better, "
              f"{found['counts']['worse']} worse.", "", "| check | previous | this model |", "|---|---|---|"]
@@ -88,10 +91,9 @@ def comparison(run: Path) -> str:
 
 
 def figshare_counterfactuals(run: Path) -> str:
-    path = run / "audit_figshare" / "summary.json"
-    if not path.is_file():
+    found = _read(run / "audit_figshare" / "summary.json")
+    if found is None:
         return "Not audited on figshare."
-    found = json.loads(path.read_text())
     findings = [f for f in found["verdict"]["findings"] if "] counterfactuals:" in f]
     return "\n".join([f"`tumorlens audit` on {found['n_images']} slices of {Path(found['data']['root']).name} "
                       f"(expert tumor masks):", ""] + [f"- {f}" for f in findings or ["counterfactuals: not run"]])
