@@ -22,7 +22,7 @@ from tumorlens.errors import TumorlensError
 from tumorlens.evaluation.calibration import fit_temperature
 from tumorlens.evaluation.metrics import classification_metrics
 from tumorlens.models.checkpoint import save_checkpoint
-from tumorlens.models.registry import build_model, final_linear
+from tumorlens.models.registry import build_model
 from tumorlens.models.softmax import temperature_softmax
 from tumorlens.training.acquisition import Acquisition
 from tumorlens.training.augment import augment_preset, make_augment

@@ -68,9 +68,7 @@ def removal_label_shift(counts: np.ndarray, removable: np.ndarray, target: int, 
 def undo_removal_label_shift(net, arch: str, classes: list[str], counts, removable, p: float) -> list[float]:
     """Fold removal_label_shift into the classifier's bias, so every command that loads the trained
     network predicts with the data's class priors, not training's. Returns the correction."""
-    per_class = np.zeros(len(classes))
-    per_class[: len(removable)] = removable
-    shift = removal_label_shift(counts, per_class, tumor_free_class(classes), p)
+    shift = removal_label_shift(counts, removable, tumor_free_class(classes), p)
     layer = final_linear(net, arch)
     with torch.no_grad():
         layer.bias += torch.as_tensor(shift, dtype=layer.bias.dtype)
@@ -131,5 +129,5 @@ def training_tumor_masks(samples: SampleSet, recipe: PreprocessRecipe, labels: n
     found = masks.any(axis=(1, 2))
     counts["with_tumor"] = int(found.sum())
     # per class: the share of each class that relabelling can move, for removal_label_shift
-    counts["with_tumor_by_class"] = np.bincount(labels[found], minlength=int(labels.max()) + 1).tolist()
+    counts["with_tumor_by_class"] = np.bincount(labels[found], minlength=len(samples.classes)).tolist()
     return masks, counts
