@@ -77,16 +77,20 @@ def _flatten_keys(o, prefix=""):
             yield from _flatten_keys(v, f"{prefix}[]")
 
 
-@pytest.fixture(scope="module")
-def demo_audit(tmp_path_factory):
+def run_demo_audit(out: Path) -> tuple[dict, pd.DataFrame]:
+    """`tumorlens audit --demo --seed 0` into `out`: its summary.json and per-image CSV."""
     from typer.testing import CliRunner
 
     from tumorlens.cli import app
 
-    out = tmp_path_factory.mktemp("demo_audit")
     res = CliRunner().invoke(app, ["audit", "--demo", "--seed", "0", "--out", str(out)])
     assert res.exit_code == 0, res.output
     return json.loads((out / "summary.json").read_text()), pd.read_csv(out / "gradcam_analysis.csv")
+
+
+@pytest.fixture(scope="module")
+def demo_audit(tmp_path_factory):
+    return run_demo_audit(tmp_path_factory.mktemp("demo_audit"))
 
 
 def _close(a, b) -> bool:
@@ -123,15 +127,7 @@ if __name__ == "__main__":
     import sys
     import tempfile
 
-    from typer.testing import CliRunner
-
-    from tumorlens.cli import app
-
-    out = Path(tempfile.mkdtemp())
-    res = CliRunner().invoke(app, ["audit", "--demo", "--seed", "0", "--out", str(out)])
-    if res.exit_code != 0:
-        sys.exit(res.output)
-    now = reference_view(json.loads((out / "summary.json").read_text()), pd.read_csv(out / "gradcam_analysis.csv"))
+    now = reference_view(*run_demo_audit(Path(tempfile.mkdtemp())))
     old = json.loads(FIXTURE.read_text())
     if now["csv_columns"] != old["csv_columns"]:
         sys.exit(f"gradcam_analysis.csv's columns changed: {old['csv_columns']} -> {now['csv_columns']}")
