@@ -55,6 +55,9 @@ class AuditConfig:
     predicted_masks: bool = True
     segmenter: str | None = None  # a segmenter file; None: the bundled one
     figshare_reference: str | None = None  # a figshare folder: agreement of predicted and expert masks on shared slices
+    # the per-image map: the localisation map, or a gradient-free one for a model without CAM layers
+    # (fit_to_model sets it; see primary_method)
+    primary: str = PRIMARY_METHOD
 
     @property
     def forward_batch(self) -> int:
@@ -68,8 +71,8 @@ class AuditConfig:
 
     def __post_init__(self) -> None:
         methods = [m.strip().lower() for m in self.methods if m and m.strip()]
-        if PRIMARY_METHOD not in methods:
-            methods.insert(0, PRIMARY_METHOD)  # the per-image map is always compared too
+        if self.primary not in methods:
+            methods.insert(0, self.primary)  # the per-image map is always compared too
         self.methods = tuple(dict.fromkeys(methods))
         if self.batch_size < 1:
             raise AuditError(f"batch size must be at least 1, got {self.batch_size}")
@@ -79,3 +82,38 @@ class AuditConfig:
             raise AuditError(f"--road-n must be 0 (off) or more, got {self.road_n}")
         if self.limit is not None and self.limit < 1:
             raise AuditError(f"--limit must be at least 1, got {self.limit}")
+
+
+# The per-image map of a model whose layers cannot be hooked (TorchScript, a black box): occlusion
+# needs forward passes only, so it serves every model.
+GRADIENT_FREE_PRIMARY = "occlusion"
+
+
+def primary_method(model) -> str:
+    """The per-image map this model can serve: the localisation map (a CAM method) where the model
+    has a CAM layer, else occlusion."""
+    return PRIMARY_METHOD if model.capabilities["cam"] else GRADIENT_FREE_PRIMARY
+
+
+def method_unavailable(model, method: str) -> str | None:
+    """Why `model` cannot serve explainer `method`, or None when it can."""
+    spec = method_spec(method)
+    caps = model.capabilities
+    if spec.family == "cam" and not caps["cam"]:
+        return "needs a CAM layer the model cannot expose"
+    if spec.needs_gradients and not caps["gradients"]:
+        return "needs gradients (the model is a black box)"
+    return None
+
+
+def fit_to_model(config: AuditConfig, model) -> tuple[AuditConfig, dict[str, str]]:
+    """The config with the explainers this model can serve, the primary map it can serve first, and
+    {skipped method: why}. Unchanged for a model that serves everything."""
+    import dataclasses
+
+    primary = primary_method(model)
+    skipped = {m: why for m in config.methods if (why := method_unavailable(model, m))}
+    methods = tuple(m for m in config.methods if m not in skipped)
+    if primary == config.primary and not skipped:
+        return config, {}
+    return dataclasses.replace(config, methods=methods, primary=primary), skipped

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from tumorlens.anatomy.regions import segment_regions
 from tumorlens.audit.checks import AuditContext, Check, CheckResult, Chunk, ImageRecord, default_checks
-from tumorlens.audit.config import PRIMARY_METHOD, AuditConfig, AuditError
+from tumorlens.audit.config import AuditConfig, AuditError, fit_to_model
 from tumorlens.audit.counterfactuals import background_value
 from tumorlens.audit.forward import to_input
 from tumorlens.data.sample import SampleSet
@@ -96,8 +96,8 @@ def image_pass(ctx: AuditContext, checks: Sequence[Check], timing: dict[str, flo
         probs = ctx.predict(display)
         pred = probs.argmax(1)
         t0 = time.perf_counter()
-        heat = np.asarray(explain(model, to_input(model, display), method=PRIMARY_METHOD, targets=pred,
-                                  batch_size=cfg.explain_batch(PRIMARY_METHOD)).heatmaps, np.float32)
+        heat = np.asarray(explain(model, to_input(model, display), method=cfg.primary, targets=pred,
+                                  batch_size=cfg.explain_batch(cfg.primary)).heatmaps, np.float32)
         ctx.seconds_primary_explain += time.perf_counter() - t0
 
         records = []
@@ -150,7 +150,7 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     from tumorlens.audit.report import write_report
     from tumorlens.audit.verdict import make_verdict
 
-    cfg = config or AuditConfig()
+    cfg, skipped_methods = fit_to_model(config or AuditConfig(), model)
     check_methods(cfg.methods)
     checks = list(default_checks() if checks is None else checks)
     out = Path(out)
@@ -196,7 +196,7 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     summary = {
         "tumorlens_version": _version(),
         "model": {"path": model_path, "arch": model.arch, "version": model.version, "classes": model.classes,
-                  "input_size": model.recipe.size, "temperature": model.temperature},
+                  "input_size": model.recipe.size, "temperature": model.temperature, **_foreign(model, cfg, skipped_methods)},
         "data": {"root": samples.root, "kind": samples.kind, "n_total": len(samples), "audited_split": audited_split,
                  "skipped_files": len(samples.skipped), "has_masks": any(r.tumor is not None for r in ctx.records),
                  "mask_source": ctx.results["tumor_masks"].fill["mask_source"] if "tumor_masks" in ctx.results else None},
@@ -227,6 +227,16 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     summary["timing_seconds"]["checks"] = {k: round(v, 2) for k, v in per_check.items()}
     (out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2))
     return summary
+
+
+def _foreign(model: TumorModel, cfg: AuditConfig, skipped_methods: dict[str, str]) -> dict:
+    """What the report says about a model tumorlens did not train: its format, spec, capabilities,
+    the per-image map used and the explainers it cannot serve (nothing for a tumorlens checkpoint)."""
+    if not model.source:
+        return {}
+    from tumorlens.models.loading import describe
+
+    return {**describe(model), "primary_map": cfg.primary, "skipped_methods": skipped_methods}
 
 
 def _version() -> str:

@@ -37,6 +37,9 @@ class PreprocessRecipe:
     std: float = 0.25
     crop_to_head: bool = False
     intensity: str = "minmax"  # one of INTENSITY_METHODS; older checkpoints lack the field: "minmax"
+    # resize filter: "auto" (area when shrinking, linear when enlarging; every tumorlens checkpoint) or
+    # the one a foreign model's spec declares (nearest, bilinear, bicubic, area)
+    interpolation: str = "auto"
 
     def __post_init__(self) -> None:
         if self.intensity not in INTENSITY_METHODS:
@@ -47,10 +50,15 @@ class PreprocessRecipe:
             raise TumorlensError(f"need 0 <= clip_low < clip_high <= 100, got {self.clip_low}, {self.clip_high}")
         if self.std <= 0:
             raise TumorlensError(f"std must be positive, got {self.std}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise TumorlensError(f"unknown interpolation {self.interpolation!r}; choose one of: {', '.join(INTERPOLATIONS)}")
 
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["interpolation"] == "auto":  # checkpoints keep the fields they always had
+            del d["interpolation"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocessRecipe":
@@ -81,7 +89,9 @@ class PreprocessRecipe:
             return cv2.resize(arr.astype(np.uint8), (self.size, self.size), interpolation=cv2.INTER_NEAREST).astype(
                 np.asarray(image).dtype
             )
-        interp = cv2.INTER_AREA if max(arr.shape) > self.size else cv2.INTER_LINEAR
+        interp = INTERPOLATIONS[self.interpolation]
+        if interp is None:
+            interp = cv2.INTER_AREA if max(arr.shape) > self.size else cv2.INTER_LINEAR
         return cv2.resize(arr.astype(np.float32), (self.size, self.size), interpolation=interp)
 
     def scale01(self, image: np.ndarray) -> np.ndarray:
@@ -149,6 +159,9 @@ class PreprocessRecipe:
             out[i, 0] = self(im)
         return out
 
+
+INTERPOLATIONS = {"auto": None, "nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR,
+                  "bicubic": cv2.INTER_CUBIC, "area": cv2.INTER_AREA}
 
 # name -> what it does (the CLI help and the model card read these)
 INTENSITY_METHODS = {

@@ -45,11 +45,15 @@ def stage_strides(net: nn.Module, size: int) -> dict[int, str]:
 
         return record
 
+    # a wrapper around a foreign network (models/spec_input.py) names the network's root and the
+    # channels it takes itself
+    root = getattr(net, "stage_root", "")
     for name, module in net.named_modules():
-        if name and name.count(".") <= 1:
+        rel = name[len(root) + 1:] if root and name.startswith(root + ".") else ("" if name == root else name)
+        if rel and rel.count(".") <= 1 and (not root or name.startswith(root + ".")):
             handles.append(module.register_forward_hook(hook_for(name)))
     first = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
-    channels = first.in_channels if first is not None else 1
+    channels = getattr(net, "input_channels", None) or (first.in_channels if first is not None else 1)
     was_training = net.training
     try:
         net.eval()

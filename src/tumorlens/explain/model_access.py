@@ -21,6 +21,8 @@ class ModelView:
     arch: str | None
     classes: list[str] | None  # class names when the model carries them (TumorModel)
     input_size: int | None  # the size the model was trained at, when known (TumorModel recipe)
+    cam_layer: str | None = None  # the model's own CAM layer (TumorModel.target_layer)
+    in_chans: int | None = None  # channels the model takes, when it says (a TumorModel: 1)
 
 
 def model_view(model: Any, arch: str | None = None) -> ModelView:
@@ -29,7 +31,8 @@ def model_view(model: Any, arch: str | None = None) -> ModelView:
         model, arch = model
     net = getattr(model, "net", None)
     if isinstance(net, nn.Module) and hasattr(model, "recipe"):  # a TumorModel
-        return ModelView(net, model.arch, list(model.classes), int(model.recipe.size))
+        return ModelView(net, model.arch, list(model.classes), int(model.recipe.size),
+                         cam_layer=getattr(model, "target_layer", None), in_chans=1)
     if isinstance(model, nn.Module):
         if arch is not None:
             from tumorlens.models.registry import ARCHITECTURES
@@ -59,13 +62,15 @@ def find_layer(net: nn.Module, name: str) -> nn.Module:
 def target_layer_name(view: ModelView, layer: str | None) -> str:
     if layer is not None:
         return layer
-    if view.arch is None:
+    if view.cam_layer is not None:
+        return view.cam_layer
+    from tumorlens.models.registry import ARCHITECTURES
+
+    if view.arch not in ARCHITECTURES:
         raise ExplainError(
             "CAM methods need a target layer: give the architecture name, e.g. explain((net, 'resnet18'), ...), "
             "or layer='dotted.module.name'"
         )
-    from tumorlens.models.registry import ARCHITECTURES
-
     return ARCHITECTURES[view.arch].target_layer
 
 
@@ -95,7 +100,7 @@ def check_images(images: Any, view: ModelView) -> torch.Tensor:
         images = images[:, None]
     if images.ndim != 4:
         raise ExplainError(f"images must have shape (N, 1, H, W); got {tuple(images.shape)}")
-    want = input_channels(view.net)
+    want = view.in_chans or getattr(view.net, "input_channels", None) or input_channels(view.net)
     if want is not None and images.shape[1] != want:
         hint = " (convert colour images to grayscale first, e.g. with the model's recipe)" if want == 1 else ""
         raise ExplainError(f"the model expects {want}-channel input; got {images.shape[1]} channels, "

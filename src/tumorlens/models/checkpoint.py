@@ -29,7 +29,12 @@ class CheckpointError(TumorlensError):
 
 @dataclass
 class TumorModel:
-    """A ready-to-use classifier: network in eval mode plus everything needed to feed it."""
+    """The one model interface every consumer (audit checks, explainers, evaluate, predict, serve)
+    goes through: a network that takes (N, 1, S, S) images preprocessed by `recipe` and returns class
+    logits, its classes in output order, and what it can do beyond probabilities (`capabilities`).
+
+    A tumorlens checkpoint fills it directly; a foreign model (state dict, TorchScript, ONNX, Keras,
+    a plain function; models/loading.py) is wrapped so that it takes the same input (models/spec_input.py)."""
 
     net: nn.Module
     arch: str
@@ -39,10 +44,37 @@ class TumorModel:
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     version: str = ""
+    # what a foreign model can serve: gradients flow through it; its layers can be hooked (CAM)
+    gradients: bool = True
+    hookable: bool = True
+    cam_layer: str | None = None  # the CAM layer in `net`; None: the registry's for `arch`
+    source: dict[str, Any] = field(default_factory=dict)  # format, spec, notes (foreign models)
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def target_layer(self) -> str | None:
+        """Where CAM methods look: the declared or found layer, else the registry architecture's."""
+        if not self.hookable:
+            return None
+        if self.cam_layer is not None:
+            return self.cam_layer
+        from tumorlens.models.registry import ARCHITECTURES
+
+        return ARCHITECTURES[self.arch].target_layer if self.arch in ARCHITECTURES else None
+
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        """What the audit's checks may ask of this model beyond probabilities."""
+        has_weights = any(True for _ in self.net.parameters())
+        return {
+            "gradients": self.gradients,
+            "cam": self.target_layer is not None,
+            "randomise": self.gradients and self.hookable and has_weights,
+            "training_hashes": bool(self.provenance.get("train_phash")),
+        }
 
     def prepare(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Raw 2-D images -> (N, 1, S, S) float tensor, preprocessed by this model's recipe."""

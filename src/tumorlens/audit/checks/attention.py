@@ -63,8 +63,10 @@ class AttentionCheck(Check):
 
     def finish(self, ctx: AuditContext) -> AttentionResult:
         df, keep = ctx.table(), ctx.keep
-        res = AttentionResult(all=summarise_part(df), by_class=by_class(df),
-                              map_note=localisation_note(ctx.model.recipe.size))
+        primary = ctx.config.primary
+        note = (localisation_note(ctx.model.recipe.size) if primary == PRIMARY_METHOD else
+                f"the model exposes no CAM layer, so the per-image map is {primary} (gradient-free)")
+        res = AttentionResult(all=summarise_part(df), by_class=by_class(df), method=primary, map_note=note)
         if keep is not None and keep.any():
             res.leakage_free = summarise_part(df[keep])
         return res

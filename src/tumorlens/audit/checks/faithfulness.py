@@ -17,7 +17,6 @@ from tumorlens.audit import attention as att
 from tumorlens.audit.checks.base import AuditContext, Check, CheckResult, Figure
 from tumorlens.audit.checks.explainer_maps import ExplainerMaps
 from tumorlens.audit.checks.sanity import SanityResults
-from tumorlens.audit.config import PRIMARY_METHOD
 from tumorlens.audit.faithfulness import AUDIT_ROAD_PERCENTILES, curve_endpoints, deletion_insertion, road
 
 
@@ -52,7 +51,7 @@ class FaithfulnessCheck(Check):
                                    progress=bar.update, endpoints=ends)
             res.curves[method] = {"fractions": c.fractions.tolist(), "deletion": c.deletion.mean(0).tolist(),
                                   "insertion": c.insertion.mean(0).tolist()}
-            s = sanity.by_method[method]
+            s = sanity.by_method.get(method)  # None: the sanity check could not run on this model
             energy_tumor = [a.energy_tumor for a in atts if a.has_tumor]
             hits = [a.pointing_hit for a in atts if a.has_tumor]
             row = {
@@ -64,14 +63,14 @@ class FaithfulnessCheck(Check):
                 "focus_outside_brain": float(np.mean([a.focus in att.OUTSIDE_BRAIN for a in atts])),
                 "deletion_auc": float(c.deletion_auc.mean()),
                 "insertion_auc": float(c.insertion_auc.mean()),
-                "sanity_passed": bool(s.passed),
-                "sanity_spearman": s.final_spearman,
-                "sanity_ssim": s.final_ssim,
+                "sanity_passed": None if s is None else bool(s.passed),
+                "sanity_spearman": None if s is None else s.final_spearman,
+                "sanity_ssim": None if s is None else s.final_ssim,
                 "ms_per_image": float(maps.ms_per_image[method]),
             }
             if n_road:
                 row.update(_road_columns(ctx, maps, heat, n_road, bar.update))
-            if method == PRIMARY_METHOD:  # its time on every audited image, in the image pass
+            if method == ctx.config.primary:  # its time on every audited image, in the image pass
                 row["ms_per_image_all_images"] = ctx.seconds_primary_explain * 1000 / max(ctx.n, 1)
             res.rows.append(row)
         bar.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from tumorlens.audit.checks.base import FAIL, PASS, WARN, AuditContext, Check, CheckResult, Figure, VerdictItem
+from tumorlens.audit.checks.base import FAIL, NA, PASS, WARN, AuditContext, Check, CheckResult, Figure, VerdictItem
 from tumorlens.audit.checks.explainer_maps import ExplainerMaps, explainer
 from tumorlens.audit.config import PRIMARY_LABEL, PRIMARY_METHOD
 from tumorlens.audit.sanity import MAX_SPEARMAN, MAX_SSIM, SanityResult, cascading_randomisation
@@ -25,9 +25,14 @@ THRESHOLDS = {"sanity": (f"fail when {PRIMARY_LABEL} maps survive full model ran
 @dataclass
 class SanityResults(CheckResult):
     by_method: dict[str, SanityResult] = field(default_factory=dict)
+    primary: str = PRIMARY_METHOD
+    not_run: str | None = None  # why the model cannot be randomised (a black box has no weights to reach)
 
     def to_summary(self) -> dict:
-        return {"sanity": {m: r.to_dict() for m, r in self.by_method.items()}}
+        d = {"sanity": {m: r.to_dict() for m, r in self.by_method.items()}}
+        if self.not_run:
+            d["sanity_not_run"] = self.not_run
+        return d
 
 
 class SanityCheck(Check):
@@ -39,7 +44,10 @@ class SanityCheck(Check):
     def finish(self, ctx: AuditContext) -> SanityResults:
         maps: ExplainerMaps = ctx.results["explainer_maps"]
         n = min(ctx.config.sanity_n, len(maps.idx))
-        res = SanityResults()
+        res = SanityResults(primary=ctx.config.primary)
+        if not ctx.model.capabilities["randomise"]:
+            res.not_run = "the model's weights cannot be reached (a black box or a model without hookable layers)"
+            return res
         for method in tqdm(list(maps.heatmaps), desc="sanity check", unit="method", disable=not ctx.config.progress):
             res.by_method[method] = cascading_randomisation(
                 ctx.model, maps.x[:n], maps.targets[:n], explainer(method, ctx.config.explain_batch(method)), method,
@@ -47,10 +55,12 @@ class SanityCheck(Check):
         return res
 
     def verdict(self, r: SanityResults) -> VerdictItem | None:
-        prim = r.by_method.get(PRIMARY_METHOD)
+        if r.not_run:
+            return VerdictItem(self.name, NA, f"not run: {r.not_run}")
+        prim = r.by_method.get(r.primary)
         if prim is None:
             return None
-        others_failed = [m for m, s in r.by_method.items() if m != PRIMARY_METHOD and m not in BASELINE_METHODS and not s.passed]
+        others_failed = [m for m, s in r.by_method.items() if m != r.primary and m not in BASELINE_METHODS and not s.passed]
         status = FAIL if not prim.passed else (WARN if others_failed else PASS)
         text = prim.message + (f"; also failed: {', '.join(others_failed)}" if others_failed else "")
         return VerdictItem(self.name, status, text)
