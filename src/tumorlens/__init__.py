@@ -6,3 +6,14 @@ same speed calls it once, before torch is imported.
 """
 
 __version__ = "0.1.0"
+
+# The Python API (tumorlens/api.py), imported on first use so that `import tumorlens` stays light.
+__all__ = ["AuditReport", "audit", "explain", "predict", "load_model", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from tumorlens import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'tumorlens' has no attribute {name!r}")

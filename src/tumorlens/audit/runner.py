@@ -168,6 +168,12 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     ctx = AuditContext(model=model, samples=samples, audited=audited, audited_split=audited_split,
                        truth=truth_indices(model, audited), config=cfg, out=out)
 
+    from tumorlens.audit.spec_check import check_spec
+
+    spec_check = check_spec(model, audited, ctx.truth, cfg.seed)  # a foreign model's declared spec, checked first
+    for w in spec_check.get("warnings", []):
+        tqdm.write(f"warning: {w['message']}")
+
     t0 = time.perf_counter()
     for check in checks:
         t1 = time.perf_counter()
@@ -212,6 +218,9 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
         if item is not None:
             items.append(item)
     summary["verdict"] = make_verdict(items, thresholds)
+    if spec_check:
+        summary["spec_check"] = spec_check
+        summary["verdict"]["spec_warnings"] = [w["message"] for w in spec_check["warnings"]]
 
     t0 = time.perf_counter()
     df = ctx.table()

@@ -4,7 +4,12 @@ Thin adapters over pytorch-grad-cam (CAM methods, cam.py) and Captum (gradient a
 methods, attribution.py). Each method is one `Method` object in the registry (methods.py): its
 library class, parameters, cost, and how the service and the figures treat it. Pictures are in
 overlays.py.
+
+Calling this package, `tumorlens.explain(model, raw_images, ...)`, runs the Python API's explain
+(tumorlens/api.py), which takes any model and raw images; `tumorlens.explain.explain` takes a
+TumorModel and preprocessed input.
 """
+from tumorlens.callable_module import make_callable
 
 from tumorlens.explain.methods import (
     BASELINE_METHODS,
@@ -47,3 +52,6 @@ def __dir__():
 __all__ = ["explain", "Explanation", "Method", "REGISTRY", "METHODS", "CAM_METHODS", "FAST_METHODS",
            "ONE_PASS_METHODS", "BASELINE_METHODS", "DEFAULT_METHOD", "METHOD_PARAMS", "ExplainError", "method_spec",
            "gallery_order", "overlay", "compare_figure", "passes_per_image"]
+
+
+make_callable(__name__)
