@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "tumorlens.serve.commands",
     "tumorlens.training.segment_commands",
     "tumorlens.segment.commands",
+    "tumorlens.models.commands",
 )
 
 for _name in COMMAND_MODULES:

@@ -6,11 +6,17 @@ from pathlib import Path
 
 import typer
 
+from tumorlens.models.cli_options import with_model_options
+
+MODEL_HELP = ("model file: a tumorlens checkpoint, or your own (state dict with --arch, TorchScript, torch.export "
+              ".pt2, ONNX, Keras .keras/.h5; describe its input with --model-spec or the flags below)")
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
+    @with_model_options
     def audit(
-        model: Path | None = typer.Option(None, "--model", help="checkpoint file (model.pt)"),
+        model: Path | None = typer.Option(None, "--model", help=MODEL_HELP),
         data: Path | None = typer.Option(None, "--data", help="dataset folder (give the root with Training/ and "
                                             "Testing/ so leakage can be checked)"),
         out: Path = typer.Option(Path("runs/audit"), "--out", help="output folder: report.html, summary.json, "
@@ -44,6 +50,7 @@ def register(app: typer.Typer) -> None:
         segmenter: Path | None = typer.Option(None, "--segmenter", help="segmenter file (default: the bundled one)"),
         figshare_reference: Path | None = typer.Option(None, "--figshare-reference", help="a figshare folder: agreement "
                                                        "of predicted and expert masks on the slices both sets share"),
+        model_options: dict | None = None,
     ) -> None:
         """Is the accuracy real, and does the model decide from the tumor? Writes report.html (+ CSV, JSON)."""
         from tumorlens.cli_errors import exit_on_user_error
@@ -57,7 +64,7 @@ def register(app: typer.Typer) -> None:
                            training_data, class_map, seed, _robustness_n(robustness_n), options=dict(
                                predicted_masks=predicted_masks, segmenter=str(segmenter) if segmenter else None,
                                figshare_reference=str(figshare_reference) if figshare_reference else None,
-                               road_n=road_n))
+                               road_n=road_n), model_options=model_options)
         _print_verdict(summary, out)
         if compare is not None:
             from tumorlens.audit.compare_commands import print_comparison, run_compare
@@ -97,12 +104,13 @@ def _robustness_n(text: str) -> int | None:
 
 
 def _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n, data_checks, training_data,
-         class_map, seed, robustness_n=512, options: dict | None = None):
-    """options: further AuditConfig fields (tumor-mask source, ROAD images)."""
+         class_map, seed, robustness_n=512, options: dict | None = None, model_options: dict | None = None):
+    """options: further AuditConfig fields (tumor-mask source, ROAD images); model_options: load_model's
+    keywords for a foreign model (spec, trust_code, spec keys)."""
     from tumorlens.audit.config import AuditConfig, AuditError
     from tumorlens.audit.runner import run_audit
     from tumorlens.data.sources import open_dataset
-    from tumorlens.models.checkpoint import load_model
+    from tumorlens.models.loading import load_model
 
     if compare_n is None:
         compare_n = 10 if demo else 16  # the demo must finish within two minutes on two cores
@@ -118,7 +126,7 @@ def _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n
         if model is None or data is None:
             raise AuditError("give --model CKPT and --data DATASET, or --demo for the bundled model and samples")
         samples = open_dataset(data, class_map=class_map)
-    tm = load_model(model)
+    tm = load_model(model, **(model_options or {}))
     cfg = AuditConfig(methods=tuple(methods.split(",")), limit=limit, batch_size=batch_size, compare_n=compare_n,
                       sanity_n=sanity_n, data_checks=data_checks, training_data=training_data, seed=seed,
                       robustness_n=robustness_n, **(options or {}))

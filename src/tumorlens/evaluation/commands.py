@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from tumorlens.models.cli_options import with_model_options
+
 from tumorlens.cli_errors import exit_on_user_error
 
 
@@ -35,11 +37,14 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"wrote {out}/metrics.json, predictions.csv, confusion_matrix.png, reliability.png")
 
     @app.command()
+    @with_model_options
     def predict(
         paths: List[Path] = typer.Argument(..., help="image files, folders, DICOM or NIfTI files"),
-        model: Optional[Path] = typer.Option(None, "--model", help="checkpoint (default: the bundled model)"),
+        model: Optional[Path] = typer.Option(None, "--model", help="model file: a tumorlens checkpoint (default: the "
+                                             "bundled model) or your own, with --model-spec"),
         as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
         batch_size: int = typer.Option(64, "--batch-size"),
+        model_options: Optional[dict] = None,
     ) -> None:
         """Predict the class of each slice: class, confidence and every class probability."""
         from tumorlens.assets import default_model_path
@@ -47,7 +52,7 @@ def register(app: typer.Typer) -> None:
 
         with exit_on_user_error():
             tm_path = model or default_model_path()
-            rows, skipped = predict_paths(tm_path, paths, batch_size)
+            rows, skipped = predict_paths(tm_path, paths, batch_size, model_options)
         if as_json:
             typer.echo(json.dumps({"predictions": rows, "skipped": skipped}, indent=2))
             return

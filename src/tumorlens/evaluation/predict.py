@@ -7,7 +7,7 @@ from typing import Sequence
 
 from tumorlens.data.sample import SampleSet, SkippedFile
 from tumorlens.evaluation.inference import calibrated, predict_logits
-from tumorlens.models.checkpoint import load_model
+from tumorlens.models.loading import load_model
 
 
 def read_paths(paths: Sequence[Path]) -> SampleSet:
@@ -31,8 +31,10 @@ def read_paths(paths: Sequence[Path]) -> SampleSet:
     return SampleSet(samples, sorted({s.label for s in samples if s.label}), kind="paths", skipped=skipped)
 
 
-def predict_paths(model_path: Path, paths: Sequence[Path], batch_size: int = 64) -> tuple[list[dict], list[dict]]:
-    model = load_model(model_path)
+def predict_paths(model_path: Path, paths: Sequence[Path], batch_size: int = 64,
+                  model_options: dict | None = None) -> tuple[list[dict], list[dict]]:
+    """model_options: load_model's keywords for a foreign model (spec, trust_code, spec keys)."""
+    model = load_model(model_path, **(model_options or {}))
     samples = read_paths(paths)
     probs = calibrated(model, predict_logits(model, samples, batch_size))
     rows = []

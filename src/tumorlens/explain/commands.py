@@ -7,11 +7,14 @@ from typing import List, Optional
 
 import typer
 
+from tumorlens.models.cli_options import with_model_options
+
 from tumorlens.explain.methods import DEFAULT_METHOD, methods_help
 
 
 def register(app: typer.Typer) -> None:
     @app.command("explain")
+    @with_model_options
     def explain_command(
         image: Path = typer.Option(..., "--image", help="an image file (JPEG/PNG/BMP/TIFF, DICOM, NIfTI, .mat) or a folder"),
         model: Optional[Path] = typer.Option(None, "--model", help="checkpoint (default: the model shipped with tumorlens)"),
@@ -26,11 +29,12 @@ def register(app: typer.Typer) -> None:
         mask: Optional[Path] = typer.Option(None, "--mask", help="tumor mask image for a single --image: its outline is drawn"),
         alpha: float = typer.Option(0.5, "--alpha", help="heatmap opacity, 0-1"),
         cmap: str = typer.Option("jet", "--cmap", help="colour map: jet, turbo, inferno, magma, viridis, hot, plasma, parula"),
+        model_options: Optional[dict] = None,
     ) -> None:
         """Explain predictions: one overlay PNG per image and predictions.csv (or one comparison figure per image)."""
         from tumorlens.cli_errors import exit_on_user_error
         from tumorlens.explain.runner import explain_files, parse_params
-        from tumorlens.models.checkpoint import load_model
+        from tumorlens.models.loading import load_model
 
         with exit_on_user_error():
             params = parse_params(param)
@@ -40,7 +44,7 @@ def register(app: typer.Typer) -> None:
                 model_path = default_model_path()
             else:
                 model_path = model
-            tm = load_model(model_path)
+            tm = load_model(model_path, **(model_options or {}))
             result = explain_files(tm, image, out, method=method, target=target, layer=layer, batch_size=batch_size,
                                    params=params, alpha=alpha, cmap=cmap, mask_path=mask)
         for path, reason in result.skipped:

@@ -52,6 +52,8 @@ class LoadedNetwork:
     input_size: int | None = None
     channels: int | None = None
     layout: str | None = None
+    # the CAM layer in `module` when the loader chose it (Keras: the NCHW view of the split model)
+    cam_layer: str | None = None
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def make_spec(spec: ModelSpec | str | Path | dict | None = None, **keys: Any) ->
 
 
 def load_model(model: Any, spec: ModelSpec | str | Path | dict | None = None, *, trust_code: bool = False,
-               **spec_keys: Any) -> TumorModel:
+               name_outputs: bool = False, **spec_keys: Any) -> TumorModel:
     """Any supported model as a TumorModel.
 
     Args:
@@ -49,6 +49,7 @@ def load_model(model: Any, spec: ModelSpec | str | Path | dict | None = None, *,
             float32 array laid out as the spec declares and returning (N, C) probabilities or logits.
         spec: a ModelSpec, a spec file (TOML/YAML) or a dict; ignored keys are an error.
         trust_code: allow loading files whose loading runs code (pickled modules, Keras Lambda layers).
+        name_outputs: call undeclared classes output_0, output_1, ... instead of refusing (model inspect).
         **spec_keys: spec keys given directly (classes=..., input_size=..., normalize=...).
 
     Returns:
@@ -73,12 +74,12 @@ def load_model(model: Any, spec: ModelSpec | str | Path | dict | None = None, *,
         s = make_spec(spec, **given)
         loaded = fmt.load(path, s, trust_code)
         version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-        return wrap(loaded, s, name=s.arch or fmt.name, version=f"{fmt.name}-{version}")
+        return wrap(loaded, s, name=s.arch or fmt.name, version=f"{fmt.name}-{version}", name_outputs=name_outputs)
     s = make_spec(spec, **given)
     if _is_keras_model(model):
         from tumorlens.models.keras_model import keras_network
 
-        loaded = keras_network(model)
+        loaded = keras_network(model, s)
     elif isinstance(model, nn.Module):
         loaded = LoadedNetwork(model, "nn.Module")
     elif callable(model):
@@ -87,14 +88,15 @@ def load_model(model: Any, spec: ModelSpec | str | Path | dict | None = None, *,
     else:
         raise ModelFormatError(f"cannot audit a {type(model).__name__}: give a model file, an nn.Module, a Keras "
                                "model or a function images -> probabilities")
-    return wrap(loaded, s, name=s.arch or type(model).__name__, version=f"{loaded.format}-{id(model):x}")
+    return wrap(loaded, s, name=s.arch or type(model).__name__, version=f"{loaded.format}-{id(model):x}",
+                name_outputs=name_outputs)
 
 
 def _is_keras_model(obj: Any) -> bool:
     return any(c.__module__.startswith("keras") for c in type(obj).__mro__)
 
 
-def wrap(loaded: LoadedNetwork, spec: ModelSpec, name: str, version: str) -> TumorModel:
+def wrap(loaded: LoadedNetwork, spec: ModelSpec, name: str, version: str, name_outputs: bool = False) -> TumorModel:
     """A foreign network behind SpecInput, with the recipe, classes and CAM layer its spec gives."""
     size = spec.input_size or loaded.input_size
     if size is None:
@@ -103,7 +105,8 @@ def wrap(loaded: LoadedNetwork, spec: ModelSpec, name: str, version: str) -> Tum
     spec = spec.replace(input_size=size, channels=channels, layout=spec.layout or loaded.layout or "NCHW")
     net = SpecInput(loaded.module, spec, channels).eval()
     n_outputs = _probe_outputs(net, size)
-    classes = spec.classes or loaded.classes
+    classes = spec.classes or loaded.classes or (
+        [f"output_{i}" for i in range(n_outputs)] if name_outputs else None)
     if classes is None:
         raise ModelFormatError(
             f"the model has {n_outputs} outputs but no class names: give them in output order, e.g. "
@@ -115,7 +118,9 @@ def wrap(loaded: LoadedNetwork, spec: ModelSpec, name: str, version: str) -> Tum
                               interpolation=spec.resize)
     cam_layer, cam_how = None, None
     if loaded.hookable:
-        if spec.cam_layer:
+        if loaded.cam_layer:  # the loader chose it (and honoured spec.cam_layer); its notes say which
+            cam_layer, cam_how = f"model.{loaded.cam_layer}", "set by the loader"
+        elif spec.cam_layer:
             cam_layer, cam_how = f"model.{spec.cam_layer}", "declared"
             from tumorlens.explain.model_access import find_layer
 
@@ -176,6 +181,22 @@ def find_cam_layer(net: SpecInput, size: int) -> str | None:
     big = [n for n, side in seen if side >= MIN_CAM_SIDE]
     any_map = [n for n, side in seen if side > 1]
     return (big or any_map or [None])[-1]
+
+
+def cam_candidates(net: SpecInput, size: int) -> list[str]:
+    """The network's top-level layers with a spatial output at its input size, as 'name (side px)',
+    input to output (a deeper layer can still be named as cam_layer)."""
+    seen: list[str] = []
+    handles = [m.register_forward_hook(lambda m, i, o, name=name: seen.append(
+        f"{name.removeprefix('model.')} ({spatial_side(o, net.layout)} px)") if (spatial_side(o, net.layout) or 0) > 1 else None)
+        for name, m in net.named_modules() if name.startswith("model.") and name.count(".") <= 1]
+    try:
+        with torch.no_grad():
+            net(torch.full((1, 1, size, size), 0.5))
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
 
 
 def describe(model: TumorModel) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from tumorlens.models.formats import LoadedNetwork, ModelFormatError, require
 from tumorlens.models.spec import ModelSpec
 from tumorlens.models.spec_input import BlackBox, first_tensor
 
+CONVERTER_OPSET = 17
 AGREEMENT_ATOL = 1e-4  # conversion vs onnxruntime, on the model's own outputs (float32 arithmetic)
 
 
@@ -49,7 +50,16 @@ def load_onnx_model(path: Path, spec: ModelSpec) -> LoadedNetwork:
     found = input_layout(shape)
     try:
         onnx2torch = require("onnx2torch", "onnx")
-        net = onnx2torch.convert(proto).eval()
+        proto = constants_as_initializers(proto)
+        try:
+            net = onnx2torch.convert(proto).eval()
+        except NotImplementedError:
+            # onnx2torch knows operators up to opset 17 or so; torch's newer exporters write later
+            # opsets. onnx's own version converter brings the graph down when its operators allow.
+            from onnx import version_converter
+
+            net = onnx2torch.convert(version_converter.convert_version(proto, CONVERTER_OPSET)).eval()
+            notes.append(f"converted down to opset {CONVERTER_OPSET} for onnx2torch")
         probe = _probe_batch(shape, spec)
         with torch.no_grad():
             ours = first_tensor(net(torch.from_numpy(probe))).numpy()
@@ -65,6 +75,33 @@ def load_onnx_model(path: Path, spec: ModelSpec) -> LoadedNetwork:
         reason = f"onnx2torch cannot convert it ({type(exc).__name__}: {str(exc)[:200]})"
     notes.append(f"{reason}: running in onnxruntime as a black box (gradient-free maps only)")
     return LoadedNetwork(BlackBox(run_ort), "onnx", gradients=False, hookable=False, notes=notes, **found)
+
+
+def constants_as_initializers(proto):
+    """A copy whose Constant nodes, and Identity nodes of an initializer, are graph initializers
+    instead. torch's exporters write folded weights that way; onnx2torch reads a convolution's
+    weights only from initializers (written by hand: neither onnx nor onnx2torch offers this rewrite)."""
+    import copy
+
+    proto = copy.deepcopy(proto)
+    graph = proto.graph
+    known = {t.name: t for t in graph.initializer}
+    keep = []
+    for node in graph.node:
+        tensor = next((a.t for a in node.attribute if a.name == "value" and a.HasField("t")), None)
+        if node.op_type == "Identity" and len(node.input) == 1 and node.input[0] in known:
+            tensor = copy.deepcopy(known[node.input[0]])
+        elif node.op_type != "Constant":
+            tensor = None
+        if tensor is not None and len(node.output) == 1:
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+            known[tensor.name] = tensor
+        else:
+            keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+    return proto
 
 
 def input_layout(shape: list[int | None]) -> dict:

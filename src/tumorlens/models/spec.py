@@ -182,6 +182,8 @@ def spec_template(found: dict[str, Any]) -> str:
         ("normalize", "unit", "unit [0,1], minus1to1 [-1,1], imagenet, zscore (per image), or give mean and std"),
         ("outputs", found.get("outputs") or "logits", "logits, or probabilities when the model ends in a softmax"),
     ]
+    if found.get("arch"):
+        rows.append(("arch", found["arch"], "architecture of the state dict"))
     if found.get("cam_layer"):
         rows.append(("cam_layer", found["cam_layer"], "layer whose activations CAM methods read"))
     lines = ["# tumorlens model spec: how to feed this model (tumorlens model inspect wrote this; check every line)"]
