@@ -42,13 +42,15 @@ SPLIT_ATOL = 1e-5  # head + tail must reproduce the model's own outputs
 # -- keras itself -----------------------------------------------------------------------------------
 def import_keras():
     """keras on the torch backend, or an error that says how to get it."""
-    if "keras" not in sys.modules:
-        os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = require("keras", "keras")
-    backend = keras.backend.backend()
+    if "keras" in sys.modules:
+        keras = require("keras", "keras")
+        backend = keras.backend.backend()
+    else:  # not imported yet: another backend asked for in the environment is refused before importing it
+        backend = os.environ.setdefault("KERAS_BACKEND", "torch")
+        keras = require("keras", "keras") if backend == "torch" else None
     if backend != "torch":
         raise ModelFormatError(
-            f"keras is running on the {backend!r} backend; tumorlens runs Keras models on the torch backend: set "
+            f"keras is set to the {backend!r} backend; tumorlens runs Keras models on the torch backend: set "
             "KERAS_BACKEND=torch before importing keras (or before starting Python)")
     return keras
 
