@@ -82,7 +82,7 @@ def test_road_can_be_switched_off(dataset, checkpoint, tmp_path):
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["--model", "/nonexistent/model.pt", "--data", "DATA"], "checkpoint not found: /nonexistent/model.pt"),
+    (["--model", "/nonexistent/model.pt", "--data", "DATA"], "model file not found: /nonexistent/model.pt"),
     (["--model", "CKPT", "--data", "/nonexistent/data"], "/nonexistent/data"),
     (["--model", "CKPT"], "give --model CKPT and --data DATASET, or --demo"),
     (["--model", "CKPT", "--data", "DATA", "--methods", "gradcam,telepathy"], "unknown explainer"),

@@ -150,8 +150,9 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     from tumorlens.audit.report import write_report
     from tumorlens.audit.verdict import make_verdict
 
-    cfg, skipped_methods = fit_to_model(config or AuditConfig(), model)
+    cfg = config or AuditConfig()
     check_methods(cfg.methods)
+    cfg, skipped_methods = fit_to_model(cfg, model)
     checks = list(default_checks() if checks is None else checks)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -338,6 +338,9 @@ def sniff_format(path: str | Path) -> ModelFormat:
         if fmt.sniff(path):
             return fmt
     head = _head(path, 16)
+    if head[:2] == b"PK":
+        raise ModelFormatError(f"{path} is a zip archive that cannot be read whole (damaged or cut short?): "
+                               "torch, TorchScript and Keras files are zip archives; save the model again")
     hint = " (it looks like an image)" if head[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1") else ""
     raise ModelFormatError(
         f"{path} is not a model file tumorlens can read{hint}. Readable: " +

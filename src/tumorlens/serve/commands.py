@@ -5,16 +5,20 @@ from __future__ import annotations
 import ipaddress
 import logging
 from pathlib import Path
+from typing import Optional
 
 import typer
 
+from tumorlens.models.cli_options import with_model_options
 from tumorlens.serve.settings import ServeSettings
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
+    @with_model_options
     def serve(
-        model: Path = typer.Option(None, "--model", help="checkpoint to serve (default: the bundled model)"),
+        model: Path = typer.Option(None, "--model", help="model to serve: a tumorlens checkpoint (default: the bundled "
+                                   "model) or your own with --model-spec (tumorlens audit --help lists the formats)"),
         host: str = typer.Option("127.0.0.1", help="address to listen on"),
         port: int = typer.Option(8000, min=1, max=65535, help="port to listen on"),
         no_auth: bool = typer.Option(False, "--no-auth", help="no API keys (local demo only)"),
@@ -40,9 +44,10 @@ def register(app: typer.Typer) -> None:
         segmenter: Path = typer.Option(None, "--segmenter",
                                        help="tumor segmenter for the outlines (default: the bundled one)"),
         no_segmenter: bool = typer.Option(False, "--no-segmenter", help="no tumor outlines (tumor: null)"),
+        model_options: Optional[dict] = None,
     ) -> None:
         """Serve predictions and explanations over HTTP, with a web page at /. Research tool, not a diagnosis."""
-        from tumorlens.models.checkpoint import CheckpointError
+        from tumorlens.errors import TumorlensError
         from tumorlens.serve.app import create_app
         from tumorlens.serve.audit_trail import AuditTrailError
         from tumorlens.serve.auth import AuthConfigError
@@ -52,11 +57,11 @@ def register(app: typer.Typer) -> None:
                                  workers=workers, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
                                  request_timeout_s=request_timeout, max_connections=max_connections,
                                  slow_budget_s=slow_budget, decode_memory_mb=decode_memory_mb,
-                                 segmenter=not no_segmenter, segmenter_path=segmenter)
+                                 segmenter=not no_segmenter, segmenter_path=segmenter, model_options=model_options)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
             web = create_app(settings)
-        except (CheckpointError, AuthConfigError, AuditTrailError, FileNotFoundError) as exc:
+        except (TumorlensError, AuthConfigError, AuditTrailError, FileNotFoundError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2)
         if no_auth and not _is_loopback(host):

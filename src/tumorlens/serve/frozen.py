@@ -28,6 +28,10 @@ TOLERANCE = 1e-3  # largest accepted logit difference to the eager network
 def frozen_logits(model: TumorModel) -> Callable[[torch.Tensor], torch.Tensor]:
     """-> a function (N, 1, S, S) preprocessed batch -> logits, same results as model.net."""
     net = model.net.eval()
+    if model.source:
+        # a foreign model: tracing would record a black box's numpy call as a constant, and other
+        # formats gain little; it runs as it is
+        return eager_logits(net)
     size = model.recipe.size
     probe = torch.linspace(-2, 2, 2 * size * size, dtype=torch.float32).reshape(2, 1, size, size)
     try:

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from tumorlens.anatomy.regions import Regions
-from tumorlens.explain.methods import DEFAULT_METHOD
 from tumorlens.models.checkpoint import TumorModel
 from tumorlens.serve.attention import (
     AttentionSummary,
@@ -146,9 +145,11 @@ class Predictor:
         yy, xx = np.mgrid[:size, :size]
         head = (((yy - size / 2) / (0.4 * size)) ** 2 + ((xx - size / 2) / (0.33 * size)) ** 2 < 1).astype(np.float32)
         x = self.model.prepare([head])
+        default = self.settings.default_method
         for replica in self._replicas:
             for n in sorted({1, 2, min(4, self.settings.max_batch)}):
-                for method in (None, DEFAULT_METHOD):
+                # the default explainer too, unless it is a slow one (a black box's occlusion)
+                for method in (None,) + (() if self.is_slow(default) else (default,)):
                     jobs = [Job(x, method, None) for _ in range(n)]
                     run_batch(replica, jobs)
                     for job in jobs:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from fastapi.responses import Response
 
-from tumorlens.explain.methods import DEFAULT_METHOD
-from tumorlens.models.checkpoint import TumorModel, load_model
+from tumorlens.models.checkpoint import TumorModel
+from tumorlens.models.loading import load_model
 from tumorlens.serve import schemas
 from tumorlens.serve.audit_trail import AuditTrail, AuditTrailError
 from tumorlens.serve.auth import KeyChecker, load_api_keys
@@ -30,7 +30,7 @@ from tumorlens.serve.model_card import find_card, model_description
 from tumorlens.serve.predictor import InputRefused, Predictor, SliceResult, explained_slice, heatmap_layer, png_bytes
 from tumorlens.serve.samples import SampleLibrary
 from tumorlens.serve.segmenter import SegmenterLane, segmenter_loader
-from tumorlens.serve.settings import ServeSettings
+from tumorlens.serve.settings import ServeSettings, fit_to_model
 from tumorlens.serve.tumor import energy_inside, image_box, outline
 from tumorlens.serve.upload import SUPPORTED, Upload
 
@@ -69,14 +69,15 @@ class Service:
             # (damaged, another format) leaves the service up without outlines and /health degraded
             raise FileNotFoundError(f"segmenter not found: {settings.segmenter_path}")
         model_path = resolve_model_path(settings)
-        model = model or load_model(model_path)
+        model = model or load_model(model_path, **(settings.model_options or {}))
+        settings = fit_to_model(settings, model)
         keys = settings.api_keys if settings.api_keys is not None else load_api_keys(keys_file=settings.api_keys_file)
         checker = KeyChecker(keys, enabled=settings.auth)
         audit = AuditTrail(settings.db_url)
         predictor = Predictor(model, settings)
         predictor.warm_up()
         card = model_description(model, model_path, find_card(model_path, settings.model_card_path))
-        card["service"] = {"explain_methods": list(settings.explain_methods), "default_method": DEFAULT_METHOD,
+        card["service"] = {"explain_methods": list(settings.explain_methods), "default_method": settings.default_method,
                            "slow_methods": [m for m in settings.explain_methods if predictor.is_slow(m)],
                            "max_upload_mb": settings.max_upload_mb, "formats": SUPPORTED}
         budget = DecodeBudget(settings.decode_memory_bytes, settings.decode_wait_s)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tumorlens.errors import TumorlensError
 
 # Explainers fast enough to answer a web request on a CPU (Method.fast in the registry); LIME,
 # KernelSHAP and occlusion need hundreds of forward passes per image and would let one request
 # occupy the model for seconds.
-from tumorlens.explain.methods import FAST_METHODS
+from tumorlens.explain.methods import DEFAULT_METHOD, FAST_METHODS
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class ServeSettings:
     max_slices: int = 512  # NIfTI slices / DICOM frames per upload
     max_voxels: int = 64 * 1024 * 1024  # a decoded volume as float32 is 4 bytes per voxel
     explain_methods: tuple[str, ...] = FAST_METHODS
+    default_method: str = DEFAULT_METHOD  # /v1/explain without ?method= (fit_to_model: one the model can serve)
+    # a foreign model's load_model keywords (spec, trust_code, spec keys: models/loading.py)
+    model_options: Mapping[str, Any] | None = None
     low_confidence: float = 0.5  # below this top probability the answer is flagged "uncertain"
     # model threads, each with its own network replica, each running one batch at a time; one thread
     # batching every request uses 2 cores best: it runs the model while the other core does the HTTP,
@@ -81,3 +87,17 @@ class ServeSettings:
     @property
     def decode_memory_bytes(self) -> int:
         return int(self.decode_memory_mb * 1024 * 1024)
+
+
+def fit_to_model(settings: ServeSettings, model) -> ServeSettings:
+    """The settings with only the explainers this model can serve (a model without CAM layers or
+    gradients gets occlusion, which needs forward passes only), and a default method among them."""
+    from tumorlens.audit.config import GRADIENT_FREE_PRIMARY, method_unavailable
+
+    methods = tuple(m for m in settings.explain_methods if not method_unavailable(model, m))
+    if not model.capabilities["cam"] and GRADIENT_FREE_PRIMARY not in methods:
+        methods += (GRADIENT_FREE_PRIMARY,)
+    if methods == settings.explain_methods:
+        return settings
+    default = settings.default_method if settings.default_method in methods else methods[0]
+    return dataclasses.replace(settings, explain_methods=methods, default_method=default)

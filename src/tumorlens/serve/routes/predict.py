@@ -36,9 +36,11 @@ async def predict(file: Upload = Depends(upload), key_id: str | None = Depends(a
     return await run_in_threadpool(svc.predict, rid, file, key_id)
 
 
-def explain_method(method: str = Query(DEFAULT_METHOD, description="explainer (see /v1/model service.explain_methods)"),
+def explain_method(method: str | None = Query(None, description=f"explainer (see /v1/model service.explain_methods); "
+                                                       f"default: service.default_method ({DEFAULT_METHOD} for a tumorlens model)"),
                    key_id: str | None = Depends(api_key), svc: Service = Depends(service)) -> str:
     """The method, checked before the upload is read."""
+    method = method or svc.settings.default_method
     if method not in svc.settings.explain_methods:
         raise ServiceError(422, "invalid_method",
                            f"unknown or disabled method {method!r}; choose one of: {', '.join(svc.settings.explain_methods)}")
