@@ -236,3 +236,17 @@ def test_model_inspect_writes_a_spec_that_loads(saved, tmp_path):
     assert "format: onnx" in res.output and "num_outputs: 4" in res.output
     spec = read_spec(out)
     assert spec.input_size == SIZE and spec.channels == 3 and len(spec.classes) == 4
+
+
+class _Pickled:  # any class: unpickling one runs the code that builds it
+    pass
+
+
+def test_resuming_from_a_file_with_pickled_objects_needs_trust(tmp_path):
+    from tumorlens.training.trainer import _resume_schedule_length
+
+    path = tmp_path / "last.ckpt"
+    torch.save({"optimizer_states": [], "lr_schedulers": [{"total_steps": 7}], "hparams": _Pickled()}, path)
+    with pytest.raises(TumorlensError, match="--trust-code"):
+        _resume_schedule_length(str(path))
+    assert _resume_schedule_length(str(path), trust_code=True) == 7

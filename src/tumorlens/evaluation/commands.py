@@ -15,22 +15,25 @@ from tumorlens.cli_errors import exit_on_user_error
 
 def register(app: typer.Typer) -> None:
     @app.command()
+    @with_model_options
     def evaluate(
-        model: Path = typer.Option(..., "--model", help="checkpoint file (model.pt)"),
+        model: Path = typer.Option(..., "--model", help="model file: a tumorlens checkpoint, or your own with "
+                                   "--model-spec (tumorlens audit --help lists the formats)"),
         data: Path = typer.Option(..., "--data", help="dataset folder"),
         out: Path = typer.Option(Path("runs/evaluate"), "--out"),
         split: str = typer.Option("auto", "--split", help="'auto' (Testing when present), a split name, or 'all'"),
         batch_size: int = typer.Option(64, "--batch-size"),
         class_map: Optional[str] = typer.Option(None, "--class-map", help="rename dataset classes: folder=class,..."),
+        model_options: Optional[dict] = None,
     ) -> None:
         """Accuracy, per-class precision/recall/F1, ROC-AUC, confusion matrix, calibration, predictions.csv."""
         from tumorlens.data.sources import open_dataset
         from tumorlens.evaluation.evaluate import evaluate as run_evaluate
-        from tumorlens.models.checkpoint import load_model
+        from tumorlens.models.loading import load_model
         from tumorlens.data.sources import parse_class_map
 
         with exit_on_user_error():
-            tm = load_model(model)
+            tm = load_model(model, **(model_options or {}))
             samples = open_dataset(data, class_map=parse_class_map(class_map) or None)
             result = run_evaluate(tm, samples, out, split=None if split == "all" else split, batch_size=batch_size)
         _print_summary(result)

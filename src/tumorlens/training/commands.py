@@ -50,6 +50,8 @@ def register(app: typer.Typer) -> None:
         num_nodes: int = typer.Option(1, "--num-nodes"),
         resume: Optional[Path] = typer.Option(None, "--resume", help="continue an interrupted run from its OUT/lightning/last.ckpt (same data and settings)"),
         class_map: Optional[str] = typer.Option(None, "--class-map", help="rename classes: folder=class,..."),
+        trust_code: bool = typer.Option(False, "--trust-code", help="with --resume: allow a checkpoint holding "
+                                        "pickled Python objects (loading it runs code; only for your own runs)"),
     ) -> None:
         """Train a classifier; writes OUT/model.pt (weights, recipe, classes, provenance, metrics)."""
         from tumorlens.data.sources import parse_class_map
@@ -66,6 +68,7 @@ def register(app: typer.Typer) -> None:
             class_weights=class_weights, weighted_sampling=weighted_sampling, label_smoothing=label_smoothing,
             augment=augment, patience=patience, seed=seed, split_seed=split_seed, devices=int(devices) if devices.isdigit() else devices,
             num_nodes=num_nodes, resume=str(resume) if resume else None, class_map=class_map_dict,
+            trust_code=trust_code,
         )
         with exit_on_user_error():
             result = run_train(config)

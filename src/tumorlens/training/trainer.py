@@ -78,6 +78,9 @@ class TrainConfig:
     num_nodes: int = 1
     accelerator: str = "auto"
     resume: str | None = None
+    # a --resume file that holds pickled Python objects (Lightning keeps hyperparameters that way)
+    # loads only when the user says they trust it: unpickling runs code
+    trust_code: bool = False
     channels_last: bool = True
     class_map: dict[str, str] = field(default_factory=dict)
 
@@ -101,7 +104,7 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         raise TumorlensError(f"--outside-p must lie in [0, 1], got {config.outside_p}")
     check_removal_p(config.tumor_removal_p)
     # so does a missing or damaged --resume file; its schedule length is checked once the run's is known
-    resumed_total_steps = _resume_schedule_length(config.resume) if config.resume else None
+    resumed_total_steps = _resume_schedule_length(config.resume, config.trust_code) if config.resume else None
     L.seed_everything(config.seed, workers=True)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -285,13 +288,23 @@ def _paths_digest(samples: SampleSet) -> str:
     return hashlib.sha256("\n".join(sorted(s.path for s in samples.samples)).encode()).hexdigest()[:16]
 
 
-def _resume_schedule_length(path: str) -> int | None:
-    """The one-cycle length stored in a --resume file; a missing or damaged file is a one-line
-    error, before any data is read."""
+def _resume_schedule_length(path: str, trust_code: bool = False) -> int | None:
+    """The one-cycle length stored in a --resume file; a missing or damaged file, or one holding
+    pickled code without --trust-code, is a one-line error, before any data is read."""
+    import pickle
+
     if not Path(path).is_file():
         raise FileNotFoundError(f"no checkpoint to resume from at {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            if not trust_code:
+                raise TumorlensError(f"cannot resume from {path} without --trust-code: it holds pickled Python "
+                                     "objects, and loading it runs code; pass --trust-code if this run is yours") from None
+            state = torch.load(path, map_location="cpu", weights_only=False)
+    except TumorlensError:
+        raise
     except Exception as exc:  # torch raises several types for a damaged file
         raise TumorlensError(f"cannot resume from {path}: not a readable checkpoint ({type(exc).__name__})") from None
     if not isinstance(state, dict) or "optimizer_states" not in state:
