@@ -299,15 +299,16 @@ def load_keras(path: Path, spec: ModelSpec, trust_code: bool) -> LoadedNetwork:
 
 
 def _is_tumorlens(path: Path) -> bool:
+    """A torch.save zip whose pickle (the small data.pkl, tensors live apart) carries the checkpoint's
+    format header; read as bytes, never unpickled, so sniffing costs no second load of the weights."""
     from tumorlens.models.checkpoint import FORMAT
 
-    if not _is_torch_save(path):
-        return False
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # any failure: not a tumorlens checkpoint (another loader reports the reason)
+        with zipfile.ZipFile(path) as z:
+            pkl = next((n for n in z.namelist() if n.endswith("/data.pkl")), None)
+            return pkl is not None and not _is_torchscript(path) and FORMAT.encode() in z.read(pkl)
+    except (zipfile.BadZipFile, OSError):
         return False
-    return isinstance(obj, dict) and obj.get("format") == FORMAT
 
 
 # Order matters: the first format whose sniff says yes loads the file.
