@@ -4,6 +4,7 @@ loads and the demo's assets are found."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,7 +16,12 @@ ASSETS = ("tumorlens/assets/default_model.pt", "tumorlens/assets/segmenter.pt", 
 
 
 def test_the_wheel_holds_the_assets_and_works_alone(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
+    # built from a copy: setuptools leaves build/ and egg-info beside the sources it builds
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(source),
                     "-w", str(tmp_path / "dist")], check=True, capture_output=True)
     wheel = next((tmp_path / "dist").glob("tumorlens-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
