@@ -155,29 +155,41 @@ def _probe_outputs(net: nn.Module, size: int) -> int:
     return int(out.shape[1])
 
 
-def spatial_side(output: Any, layout: str) -> int | None:
-    """The smaller spatial side of a layer's 4-D output (NHWC for Keras layers), else None."""
+def spatial_side(output: Any) -> int | None:
+    """The smaller spatial side of a layer's 4-D output, else None. Torch layers compute in NCHW
+    whatever layout the network's input has (Keras's CAM point is re-laid as NCHW: keras_model.py)."""
     if not isinstance(output, torch.Tensor) or output.ndim != 4:
         return None
-    h, w = (output.shape[1], output.shape[2]) if layout == "NHWC" else (output.shape[2], output.shape[3])
-    return int(min(h, w))
+    return int(min(output.shape[2], output.shape[3]))
 
 
-def find_cam_layer(net: SpecInput, size: int) -> str | None:
-    """The deepest layer whose output is a spatial map of at least MIN_CAM_SIDE cells a side at the
-    model's input size (the last to finish in one probe pass); failing that, the last with any map."""
+def layer_sides(net: SpecInput, size: int, top_level: bool = False) -> list[tuple[str, int]]:
+    """(layer name, spatial side) of the wrapped network's layers with a 4-D output, in the order they
+    finish in one probe pass at the model's input size; top_level: only the network's own children."""
     seen: list[tuple[str, int]] = []
-    handles = []
-    for name, module in net.named_modules():
-        if name.startswith("model") and name != "model":
-            handles.append(module.register_forward_hook(
-                lambda m, i, o, name=name: seen.append((name, spatial_side(o, net.layout) or 0))))
+
+    def record(name):
+        def hook(module, inputs, output):
+            side = spatial_side(output)
+            if side:
+                seen.append((name, side))
+        return hook
+
+    handles = [m.register_forward_hook(record(name)) for name, m in net.named_modules()
+               if name.startswith("model.") and (not top_level or name.count(".") == 1)]
     try:
         with torch.no_grad():
             net(torch.full((1, 1, size, size), 0.5))
     finally:
         for h in handles:
             h.remove()
+    return seen
+
+
+def find_cam_layer(net: SpecInput, size: int) -> str | None:
+    """The deepest layer whose output is a spatial map of at least MIN_CAM_SIDE cells a side at the
+    model's input size (the last to finish in one probe pass); failing that, the last with any map."""
+    seen = layer_sides(net, size)
     big = [n for n, side in seen if side >= MIN_CAM_SIDE]
     any_map = [n for n, side in seen if side > 1]
     return (big or any_map or [None])[-1]
@@ -186,17 +198,8 @@ def find_cam_layer(net: SpecInput, size: int) -> str | None:
 def cam_candidates(net: SpecInput, size: int) -> list[str]:
     """The network's top-level layers with a spatial output at its input size, as 'name (side px)',
     input to output (a deeper layer can still be named as cam_layer)."""
-    seen: list[str] = []
-    handles = [m.register_forward_hook(lambda m, i, o, name=name: seen.append(
-        f"{name.removeprefix('model.')} ({spatial_side(o, net.layout)} px)") if (spatial_side(o, net.layout) or 0) > 1 else None)
-        for name, m in net.named_modules() if name.startswith("model.") and name.count(".") <= 1]
-    try:
-        with torch.no_grad():
-            net(torch.full((1, 1, size, size), 0.5))
-    finally:
-        for h in handles:
-            h.remove()
-    return seen
+    return [f"{name.removeprefix('model.')} ({side} px)" for name, side in layer_sides(net, size, top_level=True)
+            if side > 1]
 
 
 def describe(model: TumorModel) -> dict[str, Any]:
