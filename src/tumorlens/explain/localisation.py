@@ -47,10 +47,10 @@ def stage_strides(net: nn.Module, size: int) -> dict[int, str]:
 
     # a wrapper around a foreign network (models/spec_input.py) names the network's root and the
     # channels it takes itself
-    root = getattr(net, "stage_root", "")
+    prefix = getattr(net, "stage_root", "") + "." if getattr(net, "stage_root", "") else ""
     for name, module in net.named_modules():
-        rel = name[len(root) + 1:] if root and name.startswith(root + ".") else ("" if name == root else name)
-        if rel and rel.count(".") <= 1 and (not root or name.startswith(root + ".")):
+        stage = name[len(prefix):] if name.startswith(prefix) else ""  # its name below the network's root
+        if stage and stage.count(".") <= 1:
             handles.append(module.register_forward_hook(hook_for(name)))
     first = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
     channels = getattr(net, "input_channels", None) or (first.in_channels if first is not None else 1)
