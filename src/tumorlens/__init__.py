@@ -5,7 +5,7 @@ process settings at start-up (tumorlens.runtime.configure_process); a library us
 same speed calls it once, before torch is imported.
 """
 
-__version__ = "0.1.0"
+from tumorlens.version import __version__
 
 # The Python API (tumorlens/api.py), imported on first use so that `import tumorlens` stays light.
 __all__ = ["AuditReport", "audit", "explain", "predict", "load_model", "__version__"]

@@ -48,7 +48,7 @@ for _name in COMMAND_MODULES:
 @app.command()
 def version() -> None:
     """Print the tumorlens version."""
-    from tumorlens import __version__
+    from tumorlens.version import __version__
 
     typer.echo(__version__)
 

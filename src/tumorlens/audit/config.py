@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tumorlens.errors import TumorlensError
-from tumorlens.explain.methods import LOCALISATION_METHOD, method_spec
+from tumorlens.explain.methods import LOCALISATION_METHOD, method_spec, method_unavailable, primary_method
 
 # The per-image map (gradcam_analysis.csv, attention, atlas, strategies): the localisation map chosen
 # on the blob control (explain/methods.py), not Grad-CAM, whose 7 x 7 last stage cannot point at a tumor.
@@ -56,7 +56,7 @@ class AuditConfig:
     segmenter: str | None = None  # a segmenter file; None: the bundled one
     figshare_reference: str | None = None  # a figshare folder: agreement of predicted and expert masks on shared slices
     # the per-image map: the localisation map, or a gradient-free one for a model without CAM layers
-    # (fit_to_model sets it; see primary_method)
+    # (fit_to_model sets it; see explain.methods.primary_method)
     primary: str = PRIMARY_METHOD
 
     @property
@@ -82,28 +82,6 @@ class AuditConfig:
             raise AuditError(f"--road-n must be 0 (off) or more, got {self.road_n}")
         if self.limit is not None and self.limit < 1:
             raise AuditError(f"--limit must be at least 1, got {self.limit}")
-
-
-# The per-image map of a model whose layers cannot be hooked (TorchScript, a black box): occlusion
-# needs forward passes only, so it serves every model.
-GRADIENT_FREE_PRIMARY = "occlusion"
-
-
-def primary_method(model) -> str:
-    """The per-image map this model can serve: the localisation map (a CAM method) where the model
-    has a CAM layer, else occlusion."""
-    return PRIMARY_METHOD if model.capabilities["cam"] else GRADIENT_FREE_PRIMARY
-
-
-def method_unavailable(model, method: str) -> str | None:
-    """Why `model` cannot serve explainer `method`, or None when it can."""
-    spec = method_spec(method)
-    caps = model.capabilities
-    if spec.family == "cam" and not caps["cam"]:
-        return "needs a CAM layer the model cannot expose"
-    if spec.needs_gradients and not caps["gradients"]:
-        return "needs gradients (the model is a black box)"
-    return None
 
 
 def fit_to_model(config: AuditConfig, model) -> tuple[AuditConfig, dict[str, str]]:

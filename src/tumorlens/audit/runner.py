@@ -250,6 +250,6 @@ def _foreign(model: TumorModel, cfg: AuditConfig, skipped_methods: dict[str, str
 
 
 def _version() -> str:
-    from tumorlens import __version__
+    from tumorlens.version import __version__
 
     return __version__

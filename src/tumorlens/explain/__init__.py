@@ -6,7 +6,7 @@ library class, parameters, cost, and how the service and the figures treat it. P
 overlays.py.
 
 Calling this package, `tumorlens.explain(model, raw_images, ...)`, runs the Python API's explain
-(tumorlens/api.py), which takes any model and raw images; `tumorlens.explain.explain` takes a
+(explain/api.py), which takes any model and raw images; `tumorlens.explain.explain` takes a
 TumorModel and preprocessed input.
 """
 from tumorlens.callable_module import make_callable
@@ -54,4 +54,10 @@ __all__ = ["explain", "Explanation", "Method", "REGISTRY", "METHODS", "CAM_METHO
            "gallery_order", "overlay", "compare_figure", "passes_per_image"]
 
 
-make_callable(__name__)
+def _explain_any(*args, **kwargs):
+    from tumorlens.explain.api import explain as explain_any  # on first call
+
+    return explain_any(*args, **kwargs)
+
+
+make_callable(__name__, _explain_any)

@@ -288,3 +288,25 @@ def passes_per_image(method: str, params: dict[str, Any], height: int, width: in
     """The model passes a method needs for one image, by its definition (what an ideal
     implementation would pay; explain's overhead is measured against this)."""
     return method_spec(method).passes_per_image(params, height, width, layer_channels)
+
+
+# The per-image map of a model whose layers cannot be hooked (TorchScript, a black box): occlusion
+# needs forward passes only, so it serves every model.
+GRADIENT_FREE_PRIMARY = "occlusion"
+
+
+def primary_method(model) -> str:
+    """The per-image map this model can serve: the localisation map (a CAM method) where the model
+    has a CAM layer, else occlusion."""
+    return LOCALISATION_METHOD if model.capabilities["cam"] else GRADIENT_FREE_PRIMARY
+
+
+def method_unavailable(model, method: str) -> str | None:
+    """Why `model` cannot serve explainer `method`, or None when it can."""
+    spec = method_spec(method)
+    caps = model.capabilities
+    if spec.family == "cam" and not caps["cam"]:
+        return "needs a CAM layer the model cannot expose"
+    if spec.needs_gradients and not caps["gradients"]:
+        return "needs gradients (the model is a black box)"
+    return None

@@ -11,49 +11,21 @@ is read by models/checkpoint.py; `sniff_format` still names it, so every caller 
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import pickle
-import sys
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from tumorlens.errors import TumorlensError
+from tumorlens.models.keras_model import load_keras_model
+from tumorlens.models.loaded import (  # noqa: F401 (re-exported: callers know them as formats.*)
+    LoadedNetwork, MissingExtra, ModelFormatError, _head, _is_hdf5, require, user_builder,
+)
+from tumorlens.models.onnx_model import load_onnx_model
 from tumorlens.models.spec import ModelSpec
-
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-
-
-class ModelFormatError(TumorlensError):
-    """A model file that cannot be loaded as given; the message names what it is and what to pass."""
-
-
-class MissingExtra(ModelFormatError):
-    """An optional dependency for this format is not installed."""
-
-
-@dataclass
-class LoadedNetwork:
-    """A foreign network, ready to be wrapped: the module, whether gradients flow through it,
-    whether its submodules can be hooked (CAM), and what the file itself says about classes."""
-
-    module: nn.Module
-    format: str
-    gradients: bool = True
-    hookable: bool = True
-    classes: list[str] | None = None
-    notes: list[str] = field(default_factory=list)
-    # what the file says about its input, when it does (ONNX and Keras record a shape)
-    input_size: int | None = None
-    channels: int | None = None
-    layout: str | None = None
-    # the CAM layer in `module` when the loader chose it (Keras: the NCHW view of the split model)
-    cam_layer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,15 +37,6 @@ class ModelFormat:
     extra: str | None = None  # the pip extra it needs: pip install 'tumorlens[extra]'
 
 
-def require(module: str, extra: str):
-    """Import an optional dependency, or say which extra installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise MissingExtra(f"this model format needs the optional package {module!r}: "
-                           f"pip install 'tumorlens[{extra}]'") from None
-
-
 # -- sniffing --------------------------------------------------------------------------------------
 def _zip_names(path: Path) -> list[str]:
     try:
@@ -81,11 +44,6 @@ def _zip_names(path: Path) -> list[str]:
             return z.namelist()
     except (zipfile.BadZipFile, OSError):
         return []
-
-
-def _head(path: Path, n: int = 8) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(n)
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -106,10 +64,6 @@ def _is_torch_save(path: Path) -> bool:
 def _is_keras_zip(path: Path) -> bool:
     names = set(_zip_names(path))
     return "config.json" in names and "metadata.json" in names
-
-
-def _is_hdf5(path: Path) -> bool:
-    return _head(path) == HDF5_MAGIC
 
 
 def _is_onnx(path: Path) -> bool:
@@ -166,7 +120,7 @@ def build_architecture(arch: str, num_classes: int, in_chans: int, kwargs: dict)
     """A torchvision or timm name, or 'path/to/file.py:ClassName' (the user's own builder)."""
     if ":" in arch and arch.split(":", 1)[0].endswith(".py"):
         file, name = arch.rsplit(":", 1)
-        return _user_builder(Path(file), name)(**kwargs)
+        return user_builder(Path(file), name)(**kwargs)
     import torchvision
 
     if arch in torchvision.models.list_models():
@@ -190,24 +144,6 @@ def _set_first_conv_channels(net: nn.Module, in_chans: int) -> None:
             parent = net.get_submodule(name.rsplit(".", 1)[0]) if "." in name else net
             setattr(parent, name.rsplit(".", 1)[-1], new)
             return
-
-
-def _user_builder(file: Path, name: str) -> Callable[..., nn.Module]:
-    """Import the user's model file (their own code, named by them on the command line) and return
-    the class or function `name` from it."""
-    if not file.is_file():
-        raise ModelFormatError(f"--arch: model file not found: {file}")
-    spec = importlib.util.spec_from_file_location(f"tumorlens_user_model_{file.stem}", file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # the user's file: any error in it is theirs to see
-        raise ModelFormatError(f"--arch: importing {file} failed: {type(exc).__name__}: {exc}") from None
-    if not hasattr(module, name):
-        found = [k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module)]
-        raise ModelFormatError(f"--arch: {file} has no {name!r}; nn.Module classes in it: {', '.join(found) or 'none'}")
-    return getattr(module, name)
 
 
 def _shapes(sd: dict[str, torch.Tensor]) -> tuple[int | None, int | None]:
@@ -287,15 +223,7 @@ class ExportedModule(nn.Module):
 
 
 def load_onnx(path: Path, spec: ModelSpec, trust_code: bool) -> LoadedNetwork:
-    from tumorlens.models.onnx_model import load_onnx_model
-
     return load_onnx_model(path, spec)
-
-
-def load_keras(path: Path, spec: ModelSpec, trust_code: bool) -> LoadedNetwork:
-    from tumorlens.models.keras_model import load_keras_model
-
-    return load_keras_model(path, spec, trust_code)
 
 
 def _is_tumorlens(path: Path) -> bool:
@@ -321,7 +249,7 @@ FORMATS: list[ModelFormat] = [
     ModelFormat("onnx", "ONNX model (run through onnx2torch, checked against onnxruntime)", _is_onnx, load_onnx,
                 extra="onnx"),
     ModelFormat("keras", "Keras 3 model (.keras, or a full .h5) on Keras's torch backend",
-                lambda p: _is_keras_zip(p) or _is_hdf5(p), load_keras, extra="keras"),
+                lambda p: _is_keras_zip(p) or _is_hdf5(p), load_keras_model, extra="keras"),
 ]
 
 

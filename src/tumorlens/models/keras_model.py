@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tumorlens.models.formats import LoadedNetwork, ModelFormatError, _is_hdf5, _user_builder, require
+from tumorlens.models.loaded import LoadedNetwork, ModelFormatError, _is_hdf5, require, user_builder
 from tumorlens.models.spec import ModelSpec
 
 MIN_CAM_SIDE = 7  # as models/loading.py: the deepest map at least this many cells on a side
@@ -99,7 +99,7 @@ def _from_builder(path: Path, spec: ModelSpec, keras) -> Any:
     if not sep or not file.endswith(".py"):
         raise ModelFormatError(f"--arch {spec.arch!r}: a weights-only Keras file needs a builder given as "
                                "path/to/model.py:build_fn")
-    model = _user_builder(Path(file), name)(**dict(spec.arch_kwargs))
+    model = user_builder(Path(file), name)(**dict(spec.arch_kwargs))
     if not is_keras_model(model):
         raise ModelFormatError(f"--arch {spec.arch}: returned a {type(model).__name__}, not a Keras model")
     try:

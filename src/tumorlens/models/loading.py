@@ -122,9 +122,13 @@ def wrap(loaded: LoadedNetwork, spec: ModelSpec, name: str, version: str, name_o
             cam_layer, cam_how = f"model.{loaded.cam_layer}", "set by the loader"
         elif spec.cam_layer:
             cam_layer, cam_how = f"model.{spec.cam_layer}", "declared"
-            from tumorlens.explain.model_access import find_layer
-
-            find_layer(net, cam_layer)
+            try:
+                net.get_submodule(cam_layer)
+            except AttributeError:
+                near = [n for n, _ in layer_sides(net, size, top_level=True)]
+                raise ModelFormatError(f"cam_layer {spec.cam_layer!r} is not a layer of this model; its top-level "
+                                       f"layers with a spatial map: {', '.join(n.removeprefix('model.') for n in near)} "
+                                       "(`tumorlens model inspect` lists them)") from None
         else:
             cam_layer, cam_how = find_cam_layer(net, size), "found automatically"
     notes = list(loaded.notes)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tumorlens.models.formats import LoadedNetwork, ModelFormatError, require
+from tumorlens.models.loaded import LoadedNetwork, ModelFormatError, require
 from tumorlens.models.spec import ModelSpec
 from tumorlens.models.spec_input import BlackBox, first_tensor
 

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from tumorlens import __version__
+from tumorlens.version import __version__
 from tumorlens.models.checkpoint import TumorModel
 from tumorlens.serve import schemas
 from tumorlens.serve.errors import install_error_handlers

@@ -92,7 +92,7 @@ class ServeSettings:
 def fit_to_model(settings: ServeSettings, model) -> ServeSettings:
     """The settings with only the explainers this model can serve (a model without CAM layers or
     gradients gets occlusion, which needs forward passes only), and a default method among them."""
-    from tumorlens.audit.config import GRADIENT_FREE_PRIMARY, method_unavailable
+    from tumorlens.explain.methods import GRADIENT_FREE_PRIMARY, method_unavailable
 
     methods = tuple(m for m in settings.explain_methods if not method_unavailable(model, m))
     if not model.capabilities["cam"] and GRADIENT_FREE_PRIMARY not in methods:

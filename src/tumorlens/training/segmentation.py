@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
-import tumorlens
+from tumorlens.version import __version__ as tumorlens_version
 from tumorlens.errors import TumorlensError
 from tumorlens.segment.model import Segmenter, SegmenterArch, build_segmenter, save_segmenter
 from tumorlens.data.preprocess import PreprocessRecipe
@@ -321,7 +321,7 @@ def train_segmenter(config: SegTrainConfig, samples: SampleSet | None = None) ->
         "config": asdict(config),
         "epochs_run": trainer.current_epoch,
         "train_seconds": round(train_seconds, 1),
-        "versions": {"tumorlens": tumorlens.__version__, "torch": str(torch.__version__), "lightning": L.__version__,
+        "versions": {"tumorlens": tumorlens_version, "torch": str(torch.__version__), "lightning": L.__version__,
                      "python": platform.python_version()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProg
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-import tumorlens
+from tumorlens.version import __version__ as tumorlens_version
 from tumorlens.data.preprocess import PreprocessRecipe
 from tumorlens.data.sample import SampleSet
 from tumorlens.errors import TumorlensError
@@ -230,7 +230,7 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         "epochs_run": trainer.current_epoch,
         "train_seconds": round(seconds, 1),
         "versions": {
-            "tumorlens": tumorlens.__version__,
+            "tumorlens": tumorlens_version,
             "torch": str(torch.__version__),
             "lightning": L.__version__,
             "python": platform.python_version(),

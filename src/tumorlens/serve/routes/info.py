@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 
-from tumorlens import __version__
+from tumorlens.version import __version__
 from tumorlens.serve import schemas
 from tumorlens.serve.deps import api_key, service
 from tumorlens.serve.errors import ServiceError
