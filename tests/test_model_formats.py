@@ -250,3 +250,28 @@ def test_resuming_from_a_file_with_pickled_objects_needs_trust(tmp_path):
     with pytest.raises(TumorlensError, match="--trust-code"):
         _resume_schedule_length(str(path))
     assert _resume_schedule_length(str(path), trust_code=True) == 7
+
+
+def test_a_check_the_model_cannot_serve_is_not_applicable_with_its_reason(saved, tmp_path):
+    from tumorlens.audit.checks import Check, default_checks
+    from tumorlens.audit.config import AuditConfig
+    from tumorlens.audit.runner import run_audit
+
+    class NeedsGradients(Check):  # a newcomer's check: its hooks must not run on a black box
+        name = "needs_gradients"
+        needs = ("gradients",)
+
+        def on_chunk(self, ctx, chunk):
+            raise AssertionError("on_chunk ran on a model without gradients")
+
+        def finish(self, ctx):
+            raise AssertionError("finish ran on a model without gradients")
+
+    black_box = load_model(lambda x: np.full((len(x), 4), 0.25), classes=CLASSES, input_size=SIZE, channels=1,
+                           normalize="unit", outputs="probabilities")
+    cfg = AuditConfig(methods=("occlusion",), compare_n=2, sanity_n=1, road_n=0, robustness_n=0, data_checks=False,
+                      progress=False)
+    summary = run_audit(black_box, saved["test"], tmp_path, cfg, checks=default_checks() + [NeedsGradients()])
+    line = next(c for c in summary["verdict"]["checks"] if c["name"] == "needs_gradients")
+    assert line["status"] == "n/a" and "gradients" in line["detail"]
+    assert summary["needs_gradients"] == {"status": "n/a", "reason": line["detail"].removeprefix("not run: ")}

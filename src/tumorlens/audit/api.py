@@ -141,10 +141,9 @@ def audit(model: Any, data: Any, out: str | Path | None = None, *, spec: Any = N
         AuditReport: verdict, summary, per-image records; .save(dir); renders in Jupyter.
     """
     from tumorlens.audit.runner import run_audit
-
-    spec_keys, config_keys = _split_options(options)
     from tumorlens.models.loading import load_model
 
+    spec_keys, config_keys = _split_options(options)
     tm = load_model(model, spec, trust_code=trust_code, **spec_keys)
     samples = as_samples(data, class_map)
     if "methods" in config_keys and isinstance(config_keys["methods"], str):

@@ -107,10 +107,9 @@ def _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n
          class_map, seed, robustness_n=512, options: dict | None = None, model_options: dict | None = None):
     """options: further AuditConfig fields (tumor-mask source, ROAD images); model_options: load_model's
     keywords for a foreign model (spec, trust_code, spec keys)."""
-    from tumorlens.audit.config import AuditConfig, AuditError
-    from tumorlens.audit.runner import run_audit
+    from tumorlens.audit.api import audit
+    from tumorlens.audit.config import AuditError
     from tumorlens.data.sources import open_dataset
-    from tumorlens.models.loading import load_model
 
     if compare_n is None:
         compare_n = 10 if demo else 16  # the demo must finish within two minutes on two cores
@@ -126,15 +125,14 @@ def _run(model, data, out, demo, methods, limit, batch_size, compare_n, sanity_n
         if model is None or data is None:
             raise AuditError("give --model CKPT and --data DATASET, or --demo for the bundled model and samples")
         samples = open_dataset(data, class_map=class_map)
-    tm = load_model(model, **(model_options or {}))
-    cfg = AuditConfig(methods=tuple(methods.split(",")), limit=limit, batch_size=batch_size, compare_n=compare_n,
-                      sanity_n=sanity_n, data_checks=data_checks, training_data=training_data, seed=seed,
-                      robustness_n=robustness_n, **(options or {}))
+    config = dict(methods=tuple(methods.split(",")), limit=limit, batch_size=batch_size, compare_n=compare_n,
+                  sanity_n=sanity_n, data_checks=data_checks, training_data=training_data, seed=seed,
+                  robustness_n=robustness_n, **(options or {}))
     for s in samples.skipped[:5]:
         typer.secho(f"skipped {s.path}: {s.reason}", fg=typer.colors.YELLOW, err=True)
     if len(samples.skipped) > 5:
         typer.secho(f"... and {len(samples.skipped) - 5} more unreadable files", fg=typer.colors.YELLOW, err=True)
-    return run_audit(tm, samples, out, cfg, model_path=str(model))
+    return audit(model, samples, out, **(model_options or {}), **config).summary  # the Python API's audit
 
 
 def demo_samples():

@@ -26,7 +26,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tumorlens.anatomy.regions import segment_regions
-from tumorlens.audit.checks import AuditContext, Check, CheckResult, Chunk, ImageRecord, default_checks
+from tumorlens.audit.checks import NA, AuditContext, Check, CheckResult, Chunk, ImageRecord, VerdictItem, default_checks
+from tumorlens.audit.checks.base import NotRun
 from tumorlens.audit.config import AuditConfig, AuditError, fit_to_model
 from tumorlens.audit.counterfactuals import background_value
 from tumorlens.audit.forward import to_input
@@ -175,8 +176,12 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     for w in spec_check.get("warnings", []):
         tqdm.write(f"warning: {w['message']}")
 
+    # a check the model cannot serve (its `needs`) runs no hook: its result is `not_run`, n/a with the reason
+    missing = {c.name: why for c in checks if (why := _missing(c, model))}
+    running = [c for c in checks if c.name not in missing]
+
     t0 = time.perf_counter()
-    for check in checks:
+    for check in running:
         t1 = time.perf_counter()
         check.start(ctx)
         release_freed_memory()  # between stages: see memory.release_freed_memory
@@ -184,14 +189,14 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     stage["data_checks"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    image_pass(ctx, checks, per_check)
+    image_pass(ctx, running, per_check)
     stage["per_image"] = time.perf_counter() - t0
 
     stage.setdefault("shortcuts_counterfactuals_summary", 0.0)
     stage.setdefault("explainers", 0.0)
     for check in finish_order(checks):
         t0 = time.perf_counter()
-        ctx.results[check.name] = check.finish(ctx)
+        ctx.results[check.name] = check.not_run(ctx, missing[check.name]) if check.name in missing else check.finish(ctx)
         release_freed_memory()
         dt = time.perf_counter() - t0
         per_check[check.name] = per_check.get(check.name, 0.0) + dt
@@ -215,7 +220,8 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     for check, result in results:
         summary.update(result.to_summary())
         thresholds.update(check.thresholds)
-        item = check.verdict(result)
+        item = VerdictItem(check.name, NA, f"not run: {result.reason}") if isinstance(result, NotRun) \
+            else check.verdict(result)
         if item is not None:
             items.append(item)
     summary["verdict"] = make_verdict(items, thresholds)
@@ -230,13 +236,25 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     summary["timing_seconds"] = {k: round(v, 2) for k, v in stage.items()}
-    figures = [f for check, result in results for f in check.figures(result, ctx, fig_dir)]
+    figures = [f for check, result in results if not isinstance(result, NotRun)
+               for f in check.figures(result, ctx, fig_dir)]
     write_report(summary, figures, out)
     summary["timing_seconds"]["report"] = round(time.perf_counter() - t0, 2)
     summary["timing_seconds"]["total"] = round(time.perf_counter() - t_all, 2)
     summary["timing_seconds"]["checks"] = {k: round(v, 2) for k, v in per_check.items()}
     (out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2))
     return summary
+
+
+def _missing(check: Check, model: TumorModel) -> str | None:
+    """Why the model cannot serve `check` (the capabilities it needs and lacks), or None."""
+    lacking = [need for need in check.needs if not model.capabilities.get(need)]
+    return f"the model cannot serve {' or '.join(CAPABILITY_WORDS.get(n, n) for n in lacking)}" if lacking else None
+
+
+CAPABILITY_WORDS = {"gradients": "gradients (a black box)", "cam": "a CAM layer",
+                    "randomise": "randomised weights (its weights cannot be reached)",
+                    "training_hashes": "the hashes of its training images"}
 
 
 def _foreign(model: TumorModel, cfg: AuditConfig, skipped_methods: dict[str, str]) -> dict:

@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 
 from tumorlens.models.checkpoint import TumorModel
+from tumorlens.models.spec import ModelSpecError
 
 SAMPLE_N = 64  # images: enough for accuracy differences of 0.15-0.2 to stand out of the noise
 GAIN_WARN = 0.15  # accuracy points an alternative must gain to be worth a warning
@@ -70,7 +71,11 @@ def preprocessing_warnings(model: TumorModel, images, truth, declared: float) ->
         scores = {spec[key]: declared}
         for option in options:
             if option not in scores:
-                scores[option] = _accuracy(_variant(model, **{key: option}), images, truth)[0]
+                try:
+                    variant = _variant(model, **{key: option})
+                except ModelSpecError:  # not possible for this model (ImageNet statistics on one channel)
+                    continue
+                scores[option] = _accuracy(variant, images, truth)[0]
         best = max(scores, key=scores.get)
         if scores[best] - declared >= GAIN_WARN:
             out.append({"kind": key, "declared": spec[key], "declared_accuracy": declared, "best": best,

@@ -49,12 +49,12 @@ class AtlasCheck(Check):
             return VerdictItem(self.name, NA, "no predictions")
         off = {c: v for c, v in rows.items() if v["n"] >= MIN_IMAGES and v["hot_spot"]["zone"] != "brain"}
         parts = [f"{c}: {v['hot_spot']['zone']} at ({v['hot_spot']['x_frac']:.2f}, {v['hot_spot']['y_frac']:.2f}) "
-                 f"of the image, {v['energy']['brain']:.0%} of the energy in the brain" for c, v in off.items()]
+                 f"of the image, {_share(v['energy']['brain'])} of the energy in the brain" for c, v in off.items()]
         if off:
             return VerdictItem(self.name, WARN, "the mean attention of predicted " + "; ".join(parts)
                                + " (x, y as fractions of the side): a cue at a fixed place outside the brain")
         return VerdictItem(self.name, PASS, "the mean attention of every predicted class peaks inside the brain ("
-                           + ", ".join(f"{c} {v['energy']['brain']:.0%}" for c, v in rows.items()) + " of the energy there)")
+                           + ", ".join(f"{c} {_share(v['energy']['brain'])}" for c, v in rows.items()) + " of the energy there)")
 
     def figures(self, r: AtlasResult, ctx: AuditContext, fig_dir: Path) -> list[Figure]:
         from tumorlens.audit.atlas_figures import atlas_figure
@@ -62,3 +62,8 @@ class AtlasCheck(Check):
         if not r.maps["by_true_class"]:
             return []
         return [Figure("atlas", atlas_figure(r.summary, r.maps, ctx.classes, fig_dir / "atlas.jpg"))]
+
+
+def _share(x: float | None) -> str:
+    """A share as a percentage; maps with no energy at all (a model whose map is flat) have none."""
+    return "n/a" if x is None else f"{x:.0%}"

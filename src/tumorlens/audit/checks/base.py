@@ -40,6 +40,10 @@ A check is one module in this package with one class:
         def figures(self, result, ctx, fig_dir) -> list[Figure]:        # optional: PNGs for report.html
             return [Figure("robustness", my_plot(result, fig_dir / "robustness.png"))]
 
+A check that cannot run on every model names what it needs of it (`needs = ("gradients",)`; the keys
+of TumorModel.capabilities): on a model without it, the runner calls none of its hooks and its
+verdict line is n/a with the reason (`not_run`); it never raises for a model it cannot serve.
+
 then add `RobustnessCheck()` to `default_checks()` in audit/checks/__init__.py. That is all: the
 runner calls the hooks; summary.json gets `to_summary()`; the verdict (terminal, report, JSON)
 gets `verdict()`; report.html embeds `figures()` (a report section that shows them is one block in
@@ -211,10 +215,24 @@ class CheckResult:
         raise NotImplementedError
 
 
+@dataclass
+class NotRun(CheckResult):
+    """The result of a check the model cannot serve (a capability in `Check.needs` is missing)."""
+
+    name: str
+    reason: str
+
+    def to_summary(self) -> dict[str, Any]:
+        return {self.name: {"status": NA, "reason": self.reason}}
+
+
 class Check:
     """Base class of the audit's checks: override `finish`, and any of the other hooks."""
 
     name: str = ""
+    # model capabilities the check cannot run without (TumorModel.capabilities: "gradients", "cam",
+    # "randomise", "training_hashes"); where one is missing the runner calls `not_run` instead of the hooks
+    needs: tuple[str, ...] = ()
     after: tuple[str, ...] = ()  # checks whose results `finish` reads (ctx.results[name])
     thresholds: dict[str, str] = {}  # printed in the report and summary.json["verdict"]["thresholds"]
     timing_key: str | None = None  # summary.json["timing_seconds"] key its finish time adds to
@@ -227,6 +245,11 @@ class Check:
 
     def finish(self, ctx: AuditContext) -> CheckResult:
         raise NotImplementedError
+
+    def not_run(self, ctx: AuditContext, reason: str) -> CheckResult:
+        """The result when the model cannot serve this check; a check whose result other checks read
+        (`after`) returns its own result type, empty, instead."""
+        return NotRun(self.name, reason)
 
     def verdict(self, result: CheckResult) -> VerdictItem | None:
         return None

@@ -37,6 +37,7 @@ class SanityResults(CheckResult):
 
 class SanityCheck(Check):
     name = "sanity"
+    needs = ("randomise",)
     after = ("explainer_maps",)
     thresholds = THRESHOLDS
     timing_key = "explainers"
@@ -45,14 +46,14 @@ class SanityCheck(Check):
         maps: ExplainerMaps = ctx.results["explainer_maps"]
         n = min(ctx.config.sanity_n, len(maps.idx))
         res = SanityResults(primary=ctx.config.primary)
-        if not ctx.model.capabilities["randomise"]:
-            res.not_run = "the model's weights cannot be reached (a black box or a model without hookable layers)"
-            return res
         for method in tqdm(list(maps.heatmaps), desc="sanity check", unit="method", disable=not ctx.config.progress):
             res.by_method[method] = cascading_randomisation(
                 ctx.model, maps.x[:n], maps.targets[:n], explainer(method, ctx.config.explain_batch(method)), method,
                 seed=ctx.config.seed, original=maps.heatmaps[method][:n])
         return res
+
+    def not_run(self, ctx: AuditContext, reason: str) -> SanityResults:
+        return SanityResults(primary=ctx.config.primary, not_run=reason)  # empty: faithfulness reads by_method
 
     def verdict(self, r: SanityResults) -> VerdictItem | None:
         if r.not_run:
