@@ -275,3 +275,14 @@ def test_a_check_the_model_cannot_serve_is_not_applicable_with_its_reason(saved,
     line = next(c for c in summary["verdict"]["checks"] if c["name"] == "needs_gradients")
     assert line["status"] == "n/a" and "gradients" in line["detail"]
     assert summary["needs_gradients"] == {"status": "n/a", "reason": line["detail"].removeprefix("not run: ")}
+
+
+def test_model_inspect_sees_a_softmax_at_the_end(saved, tmp_path):
+    from tumorlens.models.inspect import inspect_model
+
+    net = torch.jit.load(str(saved["files"]["torchscript"]))
+    softmaxed = nn.Sequential(net, nn.Softmax(dim=1)).eval()
+    path = tmp_path / "softmaxed.pt"
+    torch.jit.save(torch.jit.trace(softmaxed, torch.rand(2, 3, SIZE, SIZE)), path)
+    assert inspect_model(path, input_size=SIZE)["outputs"] == "probabilities"
+    assert inspect_model(saved["files"]["torchscript"], input_size=SIZE)["outputs"] == "logits"

@@ -42,10 +42,27 @@ def inspect_model(path: str | Path, **options: Any) -> dict[str, Any]:
         shape = (1, size, size, spec["channels"]) if spec["layout"] == "NHWC" else (1, spec["channels"], size, size)
         found.update({"input_shape": shape, "input_size": size, "channels": spec["channels"], "layout": spec["layout"],
                       "outputs": spec["outputs"]})
+        if _looks_softmaxed(model):
+            found["outputs"] = "probabilities"
+            found["notes"].append("its outputs are non-negative and sum to 1: written as outputs = probabilities")
         if model.hookable or model.cam_layer:
             found["cam_candidates"] = cam_candidates(model.net, size)
         if found["cam_layer"]:
-            found["cam_layer"] = found["cam_layer"].removeprefix("model.")
+            # the name the spec's cam_layer takes: a Keras model's own layer name, else the module path
+            found["cam_layer"] = getattr(model.net.model, "cam_layer_name", None) or found["cam_layer"].removeprefix("model.")
     else:
         found["input_shape"] = (1, 1, size, size)
     return found
+
+
+def _looks_softmaxed(model) -> bool:
+    """Whether the wrapped network's own outputs look like probabilities on a few probe images."""
+    import torch
+
+    from tumorlens.models.spec_input import first_tensor
+
+    size = model.recipe.size
+    with torch.no_grad():
+        x = model.net.feed(torch.rand(4, 1, size, size, generator=torch.Generator().manual_seed(0)))
+        out = first_tensor(model.net.model(x)).float()
+    return bool((out >= 0).all() and torch.allclose(out.sum(1), torch.ones(len(out)), atol=1e-3))

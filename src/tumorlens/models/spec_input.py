@@ -46,6 +46,13 @@ class SpecInput(nn.Module):
             self.register_buffer("std", std.expand(channels).reshape(1, channels, 1, 1).clone(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = first_tensor(self.model(self.feed(x)))
+        if self.probabilities:
+            out = torch.log(out.clamp_min(PROBABILITY_FLOOR))
+        return out
+
+    def feed(self, x: torch.Tensor) -> torch.Tensor:
+        """Display images -> what the wrapped network takes (channels, normalisation, layout)."""
         if x.shape[1] != self.channels:
             x = x.expand(-1, self.channels, -1, -1)
         if self.zscore:  # per image, over all its pixels
@@ -56,10 +63,7 @@ class SpecInput(nn.Module):
             x = (x - self.mean) / self.std
         if self.layout == "NHWC":
             x = x.permute(0, 2, 3, 1)
-        out = first_tensor(self.model(x))
-        if self.probabilities:
-            out = torch.log(out.clamp_min(PROBABILITY_FLOOR))
-        return out
+        return x
 
 
 def first_tensor(out: Any) -> torch.Tensor:
