@@ -62,6 +62,7 @@ def test_a_black_box_serves_occlusion_only(tmp_path):
         model = c.get("/v1/model").json()
         assert model["service"]["explain_methods"] == ["occlusion"]
         assert model["service"]["default_method"] == "occlusion"
+        assert model["service"]["slow_methods"] == ["occlusion"]  # many passes per map: the slow lane
         r = c.post("/v1/predict", files={"file": ("x.png", png(head_slice()), "image/png")})
         assert r.status_code == 200 and r.json()["predicted_class"] == "glioma"
         r = c.post("/v1/explain?method=gradcam", files={"file": ("x.png", png(head_slice()), "image/png")})
