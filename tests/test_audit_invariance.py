@@ -99,3 +99,49 @@ def test_background_dependence_finds_the_class_a_background_cue_decides():
     few = np.array([1] * 5 + [0] * 100)
     r = background_dependence(few, np.zeros(105, int), CLASSES)
     assert r["worst_class"] == "glioma" and r["status"] == "pass"
+
+
+def test_background_dependence_asks_whether_a_loss_could_be_chance():
+    from tumorlens.audit.invariance import CLEAN_LOSS_RATE, LOST_FAIL, background_dependence
+
+    # 5 of 10 calls lost: half, but a class that loses CLEAN_LOSS_RATE of its calls at the boundary
+    # does that with p = 0.033 (0.13 over 4 classes): not evidence of a cue
+    full = np.array([1] * 10 + [0] * 30 + [2] * 30 + [3] * 30)
+    edited = full.copy()
+    edited[:5] = 0
+    r = background_dependence(full, edited, CLASSES)
+    assert r["worst_class"] == "meningioma" and r["worst_lost"] == 0.5 >= LOST_FAIL and r["status"] == "pass"
+    assert r["worst_p"] > r["alpha"] and r["null_loss_rate"] == CLEAN_LOSS_RATE
+    # 8 of 10: that is not chance
+    edited[:8] = 0
+    r = background_dependence(full, edited, CLASSES)
+    assert r["status"] == "fail" and r["failed_classes"] == ["meningioma"] and r["worst_p"] < r["alpha"]
+    # a significant loss below LOST_FAIL warns: 18 of 40 (45 %) against 20 %
+    full = np.array([1] * 40 + [0] * 60)
+    edited = full.copy()
+    edited[:18] = 0
+    r = background_dependence(full, edited, CLASSES)
+    assert r["status"] == "warn"
+    # every class losing its calls (a cue per class) fails too: no class is compared with the others
+    full = np.repeat(np.arange(4), 16)
+    r = background_dependence(full, np.zeros(64, int), CLASSES)
+    assert r["status"] == "fail" and set(r["failed_classes"]) == {"meningioma", "notumor", "pituitary"}
+
+
+def test_replace_background_removes_a_burned_in_cue_and_keeps_the_noise_floor():
+    from tumorlens.audit.invariance import replace_background
+
+    rng = np.random.default_rng(0)
+    img = np.clip(0.02 + 0.01 * rng.standard_normal((64, 64)), 0, 1).astype(np.float32)
+    head = np.zeros((64, 64), bool)
+    head[16:48, 16:48] = True
+    img[head] = 0.5
+    img[2:6, 2:6] = 1.0  # a marker outside the head
+    out = replace_background(img, head, 0.02, np.random.default_rng(1))
+    assert np.array_equal(out[head], img[head])  # the head is untouched
+    assert out[2:6, 2:6].max() < 0.2  # the marker is gone
+    assert abs(out[~head].std() - 0.01) < 0.002 and abs(np.median(out[~head]) - 0.02) < 0.002  # the noise floor stays
+    flat = np.where(head, 0.5, 0.0).astype(np.float32)
+    assert np.array_equal(replace_background(flat, head, 0.0, np.random.default_rng(1)), flat)  # flat stays flat
+    again = replace_background(img, head, 0.02, np.random.default_rng(1))
+    assert np.array_equal(out, again)  # seeded

@@ -1,7 +1,9 @@
 """The audit must prove itself: on a model trained on clean phantoms every check of where it looks passes (not robustness: it saw no augmentation), on a model trained
 with a class marker planted outside the brain it flags the shortcut and the off-target focus.
 
-Both models are small SimpleCNNs (width 8, 64 px) trained for a few seconds with a fixed seed.
+Both models are small SimpleCNNs (width 8, 64 px) trained for a few seconds with a fixed seed by
+tests/phantom_models.py; over 20 training seeds (benchmarks/RESULTS.md, bench_phantom_seeds.py,
+issue 25) these assertions held on every seed, so they do not rest on one seed's (or processor's) luck.
 """
 
 import json
@@ -9,64 +11,24 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from torch import nn
 
-from tumorlens.audit.runner import AuditConfig, run_audit
-from tumorlens.data.preprocess import PreprocessRecipe
-from tumorlens.data.synthetic import make_phantoms
-from tumorlens.models.checkpoint import TumorModel
-from tumorlens.models.registry import SimpleCNN
-
-SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    # On a shared 2-core machine, two torch threads per process thrash; one is several times faster here.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def train_phantom_model(shortcut, n=240, epochs=12, seed=0) -> TumorModel:
-    torch.manual_seed(seed)
-    train = make_phantoms(n, size=SIZE, seed=seed, shortcut=shortcut)
-    recipe = PreprocessRecipe(size=SIZE)
-    x = torch.from_numpy(recipe.batch([s.image for s in train.samples]))
-    y = torch.from_numpy(train.label_indices())
-    net = SimpleCNN(len(train.classes), width=8)
-    opt = torch.optim.Adam(net.parameters(), 3e-3)
-    for _ in range(epochs):
-        net.train()
-        perm = torch.randperm(len(x))
-        for i in range(0, len(x), 32):
-            b = perm[i : i + 32]
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(x[b]), y[b]).backward()
-            opt.step()
-    net.eval()
-    # arch "simple_cnn": the registry's target layer (features.2) is where Grad-CAM looks
-    return TumorModel(net=net, arch="simple_cnn", classes=train.classes, recipe=recipe)
+import phantom_models as P
 
 
 def audit(model, shortcut, out):
-    test = make_phantoms(64, size=SIZE, seed=99, shortcut=shortcut)  # unseen phantoms, same shortcut rule
-    cfg = AuditConfig(methods=("gradcam",), compare_n=8, sanity_n=2, progress=False)
-    return run_audit(model, test, out, cfg)
+    return P.audit(model, P.test_set(shortcut), out)  # unseen phantoms, same shortcut rule
 
 
 @pytest.fixture(scope="module")
-def clean(one_thread, tmp_path_factory):
+def clean(training_threads, tmp_path_factory):
     out = tmp_path_factory.mktemp("clean")
-    return audit(train_phantom_model(None), None, out), out
+    return audit(P.train(P.training_set(None)), None, out), out
 
 
 @pytest.fixture(scope="module")
-def marker(one_thread, tmp_path_factory):
+def marker(training_threads, tmp_path_factory):
     out = tmp_path_factory.mktemp("marker")
-    return audit(train_phantom_model("marker"), "marker", out), out
+    return audit(P.train(P.training_set("marker")), "marker", out), out
 
 
 def check(summary, name):
@@ -77,7 +39,7 @@ def test_clean_model_passes(clean):
     s, out = clean
     assert s["classification"]["all"]["accuracy"] > 0.5  # it learned something from the tumors
     assert not s["shortcut"]["flagged"]
-    assert check(s, "shortcut")["status"] == "pass"
+    assert check(s, "shortcut")["status"] == "pass", s["shortcut"]["statuses"]
     assert s["attention"]["all"]["share_correct_focused_outside_brain"] < 0.10
     assert check(s, "attention")["status"] == "pass"
     assert s["counterfactuals"]["correct"]["delta_drop_mean"] > 0.2  # removing the tumor matters
@@ -105,7 +67,7 @@ def test_shortcut_model_is_flagged(marker, clean):
 def test_outputs_one_row_per_image_and_a_self_contained_report(marker):
     s, out = marker
     df = pd.read_csv(out / "gradcam_analysis.csv")
-    assert len(df) == s["n_images"] == 64
+    assert len(df) == s["n_images"] == P.N_TEST
     for col in ("path", "truth", "prediction", "correct", "confidence", "energy_background", "energy_skull",
                 "energy_brain", "energy_tumor", "peak_region", "focus", "flags", "pointing_hit", "delta_drop",
                 "delta_focus", "prediction_brain_blanked"):

@@ -9,9 +9,11 @@ Every image of every chunk goes through the model four times more:
 - brain only (everything outside it set to the background grey): reported beside;
 - silhouette (only the outlines of head and brain, white on black): accuracy against chance and
   decision invariance; a model that classifies from it reads framing and contour;
-- background removed (outside the head set to its own grey, head untouched): the share of each
-  class's decisions that change. A cue that says one class on every slice leaves the blanked answers
-  constant (nothing to compare); removing it shows which decisions it made.
+- background removed (outside the head replaced by fresh noise of the background's own level, head
+  untouched; invariance.replace_background, seeded by the audit's seed and the image's index): the
+  share of each class's decisions that change, tested against the loss a clean model shows
+  (binomial test). A cue that says one class on every slice leaves the blanked answers constant
+  (nothing to compare); removing it shows which decisions it made.
 Verdict: fail when any of the four fails (thresholds below), warn when one is significant but small.
 `flagged` keeps its meaning (the brain-blanked accuracy test); `status` and `failed` say the rest.
 """
@@ -24,15 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from tumorlens.audit.checks.base import FAIL, NA, PASS, WARN, AuditContext, Check, CheckResult, Chunk, Figure, VerdictItem
-from tumorlens.audit.counterfactuals import keep_only
 from tumorlens.audit.invariance import (
     ALPHA as INV_ALPHA,
     KAPPA_FAIL,
     LOST_FAIL,
-    LOST_WARN,
     MIN_CLASS_DECISIONS,
+    CLEAN_LOSS_RATE,
     background_dependence,
     decision_invariance,
+    replace_background,
 )
 from tumorlens.audit.shortcuts import ALPHA, WIDE_MARGIN, blank_brain, brain_only, shortcut_test
 from tumorlens.audit.silhouette import accuracy_vs_chance, silhouette
@@ -45,8 +47,10 @@ THRESHOLDS = {
                                      f"(permutation p < {INV_ALPHA}); warn when significant but smaller"),
     "shortcut_silhouette": (f"fail when accuracy on the outlines of head and brain alone beats chance by >= "
                             f"{WIDE_MARGIN * 100:.0f} points (binomial p < {ALPHA}), or by decision invariance"),
-    "shortcut_background": (f"background removed: fail when a class with >= {MIN_CLASS_DECISIONS} calls loses >= "
-                            f"{LOST_FAIL:.0%} of them, warn >= {LOST_WARN:.0%}"),
+    "shortcut_background": (f"background removed (replaced by fresh noise of its own level): fail when a class with >= "
+                            f"{MIN_CLASS_DECISIONS} calls loses >= {LOST_FAIL:.0%} of them and significantly more than "
+                            f"{CLEAN_LOSS_RATE:.0%} (binomial p < {INV_ALPHA}, Bonferroni over classes); warn when "
+                            f"significant but below {LOST_FAIL:.0%}"),
 }
 
 
@@ -117,7 +121,8 @@ class ShortcutCheck(Check):
             "blanked": [blank_brain(d, r, f) for d, r, f in zip(c.display, c.regions, c.fills)],
             "kept": [brain_only(d, r, f) for d, r, f in zip(c.display, c.regions, c.fills)],
             "outline": [silhouette(r) for r in c.regions],
-            "no_background": [keep_only(d, r.head, f) for d, r, f in zip(c.display, c.regions, c.fills)],
+            "no_background": [replace_background(d, r.head, f, np.random.default_rng((ctx.config.seed, c.start + j)))
+                              for j, (d, r, f) in enumerate(zip(c.display, c.regions, c.fills))],
         }
         # one forward pass over all four versions: fewer, fuller batches
         stacked = np.concatenate([np.stack(v) for v in versions.values()])
@@ -165,7 +170,8 @@ class ShortcutCheck(Check):
                      f"{si['kappa']:.2f}{' - it classifies from framing and contour' if sil['status'] == FAIL else ''}.")
         if bg and bg.get("worst_class"):
             text += (f" Background removed: {bg['changed']:.0%} of decisions change; {bg['worst_class']} loses "
-                     f"{bg['worst_lost']:.0%} of its calls"
+                     f"{bg['worst_lost']:.0%} of its calls (binomial p = {bg['worst_p']:.1g} against a clean "
+                     f"model's {bg['null_loss_rate']:.0%})"
                      f"{' - a cue outside the head makes them' if bg['status'] == FAIL else ''}.")
         status = r.status()
         if status == FAIL and not t["flagged"]:
