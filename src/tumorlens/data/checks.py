@@ -27,6 +27,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
+from tumorlens.data.hash_index import pairs_within
 from tumorlens.data.sample import Sample, SampleSet
 from tumorlens.errors import TumorlensError
 
@@ -169,23 +170,11 @@ def _rows_per_block(n_other: int) -> int:
 def hamming_pairs(ha: np.ndarray, hb: np.ndarray | None, threshold: int, block: int | None = None):
     """All (i, j, distance) with Hamming(ha[i], hb[j]) <= threshold; with hb None, pairs i < j in ha.
 
-    Block-wise XOR + popcount (numpy.bitwise_count): 1311 x 5708 hashes take well under a second.
+    Sorted by (i, j). An exact index (data/hash_index.py: pigeonhole over threshold + 1 bit blocks)
+    instead of all pairs, so a million hashes take seconds; `block`: rows per block where it falls
+    back to all pairs (large thresholds).
     """
-    same = hb is None
-    hb = ha if same else hb
-    block = block or _rows_per_block(len(hb))
-    ii, jj, dd = [], [], []
-    for start in range(0, len(ha), block):
-        d = np.bitwise_count(ha[start : start + block, None] ^ hb[None, :])
-        if same:  # keep the upper triangle only: each pair once, no self-pairs
-            rows = np.arange(start, start + d.shape[0])[:, None]
-            d = np.where(np.arange(len(hb))[None, :] > rows, d, 255)
-        i, j = np.nonzero(d <= threshold)
-        ii.append(i + start)
-        jj.append(j)
-        dd.append(d[i, j])
-    cat = lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64)  # noqa: E731
-    return cat(ii), cat(jj), cat(dd)
+    return pairs_within(ha, hb, threshold, block)
 
 
 def nearest_distance(ha: np.ndarray, hb: np.ndarray, block: int | None = None) -> np.ndarray:
