@@ -4,7 +4,8 @@ the shortcut and attention checks, the first flagged strategy cluster must hold 
 the atlas must show the spot. A model trained without the marker, audited with it on every slice, must
 not fail them. Small SimpleCNNs on 64 px phantoms, trained by tests/phantom_models.py; how often each
 of these holds over 20 training seeds is in benchmarks/RESULTS.md (bench_phantom_seeds.py, issue 25):
-the assertions below are the ones that held on every seed, so they do not rest on one seed's luck.
+the assertions below held on every seed (for the atlas the sweep records the hot spot's zone, not its
+pixel position), so they do not rest on one seed's luck.
 """
 
 import pytest
