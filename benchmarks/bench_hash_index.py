@@ -227,7 +227,7 @@ def main() -> None:
         faiss_note = (f"; faiss-cpu {faiss.__version__} from {where} (`pip install --no-deps --target DIR "
                       "faiss-cpu`), for the comparison only, not a dependency")
     lines = [
-        f"Command: `{env}.venv/bin/python benchmarks/bench_hash_index.py` ({when}; {cpu}, AVX2, "
+        f"Command: `{env}.venv/bin/python benchmarks/bench_hash_index.py{' --write' if '--write' in sys.argv else ''}` ({when}; {cpu}, AVX2, "
         f"{os.cpu_count()} cores shared with other sessions: 1-minute load average {load0:.2f} at the start, "
         f"{load1:.2f} at the end; whole script {total:.0f} s; numpy {np.__version__}{faiss_note}). "
         f"Threshold: the data check's default, Hamming <= {thr}.",
