@@ -45,15 +45,7 @@ MODEL_FILE = textwrap.dedent('''
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def saved(one_thread, tmp_path_factory):
+def saved(training_threads, tmp_path_factory):
     """The trained network saved five ways, and the phantoms it is audited on."""
     d = tmp_path_factory.mktemp("formats")
     (d / "smallnet.py").write_text(MODEL_FILE)

@@ -60,10 +60,8 @@ def rgb_nhwc(images01: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def files(training_threads, tmp_path_factory):
     """The trained Keras model and its files: .keras, full .h5, weights-only .h5 + builder."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("keras")
     builder = root / "builder.py"
     builder.write_text(BUILDER)
@@ -78,8 +76,7 @@ def files(tmp_path_factory):
     model.save(paths["keras"])
     model.save(paths["h5"])
     model.save_weights(paths["weights"])
-    yield model, paths, builder
-    torch.set_num_threads(before)
+    return model, paths, builder
 
 
 @pytest.fixture(scope="module")

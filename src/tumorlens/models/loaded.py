@@ -13,13 +13,14 @@ from typing import Callable
 
 from torch import nn
 
-from tumorlens.errors import TumorlensError
+from tumorlens.models.checkpoint import CheckpointError
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
-class ModelFormatError(TumorlensError):
-    """A model file that cannot be loaded as given; the message names what it is and what to pass."""
+class ModelFormatError(CheckpointError):
+    """A model file that cannot be loaded as given; the message names what it is and what to pass.
+    A CheckpointError, so code written when tumorlens read only its own checkpoints still catches it."""
 
 
 class MissingExtra(ModelFormatError):
