@@ -281,3 +281,18 @@ def test_model_inspect_sees_a_softmax_at_the_end(saved, tmp_path):
     torch.jit.save(torch.jit.trace(softmaxed, torch.rand(2, 3, SIZE, SIZE)), path)
     assert inspect_model(path, input_size=SIZE)["outputs"] == "probabilities"
     assert inspect_model(saved["files"]["torchscript"], input_size=SIZE)["outputs"] == "logits"
+
+
+def test_intensity_max_feeds_x_over_255_instead_of_min_max():
+    image = np.zeros((SIZE, SIZE), np.float32)
+    image[10:30, 10:30] = 200.0  # an 8-bit slice that does not reach 255
+    black_box = dict(classes=CLASSES, input_size=SIZE, channels=1, normalize="unit", outputs="probabilities")
+    fixed = load_model(lambda x: np.full((len(x), 4), 0.25), intensity_max=255, **black_box)
+    per_slice = load_model(lambda x: np.full((len(x), 4), 0.25), **black_box)
+    assert np.isclose(fixed.recipe.display(image).max(), 200 / 255)
+    assert np.isclose(per_slice.recipe.display(image).max(), 1.0)
+    # a shifted copy keeps its pixels (no re-scaling), as a file saved by the scanner would
+    dimmer = fixed.recipe.acquired(image) * 0.5
+    assert np.isclose(fixed.recipe.from_acquired(dimmer).max(), 100 / 255)
+    assert fixed.recipe.to_dict()["value_max"] == 255
+    assert "value_max" not in per_slice.recipe.to_dict()  # tumorlens checkpoints keep the fields they had

@@ -40,6 +40,9 @@ class PreprocessRecipe:
     # resize filter: "auto" (area when shrinking, linear when enlarging; every tumorlens checkpoint) or
     # the one a foreign model's spec declares (nearest, bilinear, bicubic, area)
     interpolation: str = "auto"
+    # step 3 for a foreign model trained on x / value_max (e.g. 255): divide and clip instead of the
+    # per-image percentile min-max; None (every tumorlens checkpoint): min-max
+    value_max: float | None = None
 
     def __post_init__(self) -> None:
         if self.intensity not in INTENSITY_METHODS:
@@ -50,14 +53,17 @@ class PreprocessRecipe:
             raise TumorlensError(f"need 0 <= clip_low < clip_high <= 100, got {self.clip_low}, {self.clip_high}")
         if self.std <= 0:
             raise TumorlensError(f"std must be positive, got {self.std}")
+        if self.value_max is not None and not self.value_max > 0:
+            raise TumorlensError(f"value_max must be positive, got {self.value_max}")
         if self.interpolation not in INTERPOLATIONS:
             raise TumorlensError(f"unknown interpolation {self.interpolation!r}; choose one of: {', '.join(INTERPOLATIONS)}")
 
     # -- serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict:
         d = asdict(self)
-        if d["interpolation"] == "auto":  # checkpoints keep the fields they always had
-            del d["interpolation"]
+        for key, default in (("interpolation", "auto"), ("value_max", None)):
+            if d[key] == default:  # checkpoints keep the fields they always had
+                del d[key]
         return d
 
     @classmethod
@@ -95,8 +101,11 @@ class PreprocessRecipe:
         return cv2.resize(arr.astype(np.float32), (self.size, self.size), interpolation=interp)
 
     def scale01(self, image: np.ndarray) -> np.ndarray:
-        """Percentile clip and min-max to [0, 1]; a constant image becomes all zeros."""
+        """Percentile clip and min-max to [0, 1]; a constant image becomes all zeros. With value_max:
+        image / value_max, clipped to [0, 1]."""
         img = np.asarray(image, dtype=np.float32)
+        if self.value_max is not None:
+            return np.clip(img / np.float32(self.value_max), 0.0, 1.0)
         lo, hi = self._clip_bounds(img)
         if hi <= lo:
             return np.zeros_like(img, dtype=np.float32)
@@ -133,6 +142,8 @@ class PreprocessRecipe:
     def from_acquired(self, image01: np.ndarray) -> np.ndarray:
         """An acquired-space image edited as a scanner would (e.g. a robustness shift) -> the display
         image a file with those pixels would give: steps 3-4 again (for "minmax": step 3 only)."""
+        if self.value_max is not None:  # a file keeps its pixels: nothing re-scales them
+            return self.standardise(np.clip(np.asarray(image01, dtype=np.float32), 0.0, 1.0))
         return self.standardise(self.scale01(image01))
 
     def display(self, image: np.ndarray) -> np.ndarray:

@@ -26,6 +26,9 @@ MODEL_OPTIONS = {
     "resize": (Optional[str], typer.Option(None, "--resize", help="nearest, bilinear, bicubic or area")),
     "normalize": (Optional[str], typer.Option(None, "--normalize", help="unit, minus1to1, imagenet or zscore")),
     "outputs": (Optional[str], typer.Option(None, "--outputs", help="logits or probabilities")),
+    "intensity_max": (Optional[float], typer.Option(None, "--intensity-max", help="scale pixels to [0, 1] by this "
+                                                    "(255: x / 255, as most training code does); default: each "
+                                                    "slice's own min-max")),
     "cam_layer": (Optional[str], typer.Option(None, "--cam-layer", help="the model's CAM layer (dotted name); "
                                               "default: found automatically")),
     "trust_code": (bool, typer.Option(False, "--trust-code", help="allow loading a file whose loading runs code "

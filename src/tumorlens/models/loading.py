@@ -115,7 +115,8 @@ def wrap(loaded: LoadedNetwork, spec: ModelSpec, name: str, version: str, name_o
         raise ModelFormatError(f"the spec names {len(classes)} classes ({', '.join(classes)}) but the model has "
                                f"{n_outputs} outputs")
     recipe = PreprocessRecipe(size=int(size), clip_low=0.0, clip_high=100.0, mean=0.0, std=1.0,
-                              interpolation=spec.resize)
+                              interpolation=spec.resize,
+                              value_max=None if spec.intensity_max is None else float(spec.intensity_max))
     cam_layer, cam_how = None, None
     if loaded.hookable:
         if loaded.cam_layer:  # the loader chose it (and honoured spec.cam_layer); its notes say which

@@ -15,6 +15,7 @@ with the same names. A tumorlens checkpoint carries its own recipe and needs no 
     mean = [0.485, 0.456, 0.406]
     std = [0.229, 0.224, 0.225]
     outputs = "logits"         # or "probabilities" (the model ends in a softmax)
+    intensity_max = 255        # [0, 1] as x / 255; default: each slice's own min-max
     cam_layer = "layer4"       # default: found automatically
     arch = "resnet18"          # for a state dict: a torchvision / timm name or "path/model.py:ClassName"
     arch_kwargs = {}           # keyword arguments for the builder
@@ -64,6 +65,7 @@ class ModelSpec:
     arch: str | None = None
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     temperature: float = 1.0
+    intensity_max: float | None = None  # divide by this for [0, 1] (x / 255); None: each slice's min-max
 
     def __post_init__(self) -> None:
         if isinstance(self.classes, str):
@@ -92,6 +94,8 @@ class ModelSpec:
             raise ModelSpecError(f"std must be positive, got {self.std}")
         if self.classes is not None and len(self.classes) < 2:
             raise ModelSpecError(f"a classifier needs at least 2 classes, got {self.classes}")
+        if self.intensity_max is not None and not float(self.intensity_max) > 0:
+            raise ModelSpecError(f"intensity_max must be positive, got {self.intensity_max}")
         if not self.temperature > 0:
             raise ModelSpecError(f"temperature must be positive, got {self.temperature}")
 
@@ -188,4 +192,5 @@ def spec_template(found: dict[str, Any]) -> str:
         rows.append(("cam_layer", found["cam_layer"], "layer whose activations CAM methods read"))
     lines = ["# tumorlens model spec: how to feed this model (tumorlens model inspect wrote this; check every line)"]
     lines += [f"{k} = {val(v)}  # {why}" for k, v, why in rows]
+    lines.append("# intensity_max = 255  # if the model was trained on x / 255: [0, 1] by that, not each slice's min-max")
     return "\n".join(lines) + "\n"
