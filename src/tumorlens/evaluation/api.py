@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,10 @@ def predict(model: Any, images: Any, *, spec: Any = None, trust_code: bool = Fal
         spec, trust_code, **spec_keys: as for audit.
 
     Returns:
-        list of {"class", "confidence", "probabilities": {class: p}} (plus "path" for files), one per image.
+        list of {"class", "confidence", "probabilities": {class: p}}, one per image; for files also
+        "image" and "path" (a file found unreadable is left out, with a warning naming it).
     """
+    from tumorlens.evaluation.predict import predict_samples, prediction_row, read_paths
     from tumorlens.models.loading import load_model
 
     tm = load_model(model, spec, trust_code=trust_code, **spec_keys)
@@ -29,20 +32,9 @@ def predict(model: Any, images: Any, *, spec: Any = None, trust_code: bool = Fal
         images = [images]
     if isinstance(images, (str, Path)) or (isinstance(images, Sequence) and images and
                                             isinstance(images[0], (str, Path))):
-        from tumorlens.evaluation.predict import read_paths
-
         paths = [images] if isinstance(images, (str, Path)) else list(images)
-        samples = read_paths([Path(p) for p in paths]).samples
-        arrays, names = [s.image for s in samples], [s.path for s in samples]
-    else:
-        arrays, names = [np.asarray(a, np.float32) for a in images], None
-    probs = tm.predict_images(arrays)
-    rows = []
-    for i, p in enumerate(probs):
-        k = int(p.argmax())
-        row = {"class": tm.classes[k], "confidence": float(p[k]),
-               "probabilities": {c: float(v) for c, v in zip(tm.classes, p)}}
-        if names:
-            row["path"] = names[i]
-        rows.append(row)
-    return rows
+        rows, skipped = predict_samples(tm, read_paths([Path(p) for p in paths]))
+        for s in skipped:
+            warnings.warn(f"skipped {s['path']}: {s['reason']}", stacklevel=2)
+        return rows
+    return [prediction_row(tm.classes, p) for p in tm.predict_images([np.asarray(a, np.float32) for a in images])]

@@ -31,22 +31,23 @@ def read_paths(paths: Sequence[Path]) -> SampleSet:
     return SampleSet(samples, sorted({s.label for s in samples if s.label}), kind="paths", skipped=skipped)
 
 
+def prediction_row(classes: Sequence[str], probs) -> dict:
+    """One prediction as the CLI's JSON, the service and the Python API report it."""
+    k = int(probs.argmax())
+    return {"class": classes[k], "confidence": float(probs[k]),
+            "probabilities": {c: float(v) for c, v in zip(classes, probs)}}
+
+
+def predict_samples(model, samples: SampleSet, batch_size: int = 64) -> tuple[list[dict], list[dict]]:
+    """Rows (image, path, class, confidence, probabilities) for every readable sample, read chunk by
+    chunk; the files found unreadable are returned beside them."""
+    probs = calibrated(model, predict_logits(model, samples, batch_size))
+    rows = [{"image": s.name, "path": s.path, **prediction_row(model.classes, p)} for s, p in zip(samples.samples, probs)]
+    return rows, [vars(s) for s in samples.skipped]
+
+
 def predict_paths(model_path: Path, paths: Sequence[Path], batch_size: int = 64,
                   model_options: dict | None = None) -> tuple[list[dict], list[dict]]:
     """model_options: load_model's keywords for a foreign model (spec, trust_code, spec keys)."""
     model = load_model(model_path, **(model_options or {}))
-    samples = read_paths(paths)
-    probs = calibrated(model, predict_logits(model, samples, batch_size))
-    rows = []
-    for s, p in zip(samples.samples, probs):
-        k = int(p.argmax())
-        rows.append(
-            {
-                "image": s.name,
-                "path": s.path,
-                "class": model.classes[k],
-                "confidence": float(p[k]),
-                "probabilities": {c: float(v) for c, v in zip(model.classes, p)},
-            }
-        )
-    return rows, [vars(s) for s in samples.skipped]
+    return predict_samples(model, read_paths(paths), batch_size)
