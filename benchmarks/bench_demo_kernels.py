@@ -112,24 +112,24 @@ def main() -> None:
         c = compare(base, views[name])
         print(f"\n{names[0]} vs {name}: {len(c['exact_differ'])} exact leaves differ; {c['n_floats']} floats, "
               f"max abs diff {c['max_abs']:.3g}")
-        for row in c["exact_differ"][:10]:
-            print("  EXACT", row)
-        for row in c["largest_abs"]:
-            print(f"  {row[0]}: {row[1]!r} vs {row[2]!r} (abs {row[3]:.3g}, rel {row[4]:.3g})")
-        for row in c["largest_rel_among_abs_over_1"]:
-            print(f"  |v|>=1 {row[0]}: {row[1]!r} vs {row[2]!r} (abs {row[3]:.3g}, rel {row[4]:.3g})")
+        print_differences(c)
     if args.fixture:
         ref = json.loads(args.fixture.read_text())
         ignore = [s for s in args.ignore.split(",") if s]
         for name in names:
             c = compare(ref, views[name], ignore)
             print(f"\nfixture vs {name}: {len(c['exact_differ'])} exact leaves differ; max abs diff {c['max_abs']:.3g}")
-            for row in c["exact_differ"][:10]:
-                print("  EXACT", row)
-            for row in c["largest_abs"]:
-                print(f"  {row[0]}: {row[1]!r} vs {row[2]!r} (abs {row[3]:.3g}, rel {row[4]:.3g})")
-            for row in c["largest_rel_among_abs_over_1"]:
-                print(f"  |v|>=1 {row[0]}: {row[1]!r} vs {row[2]!r} (abs {row[3]:.3g}, rel {row[4]:.3g})")
+            print_differences(c)
+
+
+def print_differences(c: dict) -> None:
+    """The leaves that differ exactly, then the largest float differences of a compare() result."""
+    for row in c["exact_differ"][:10]:
+        print("  EXACT", row)
+    for row in c["largest_abs"]:
+        print(f"  {row[0]}: {row[1]!r} vs {row[2]!r} (abs {row[3]:.3g}, rel {row[4]:.3g})")
+    for row in c["largest_rel_among_abs_over_1"]:
+        print(f"  |v|>=1 {row[0]}: {row[1]!r} vs {row[2]!r} (abs {row[3]:.3g}, rel {row[4]:.3g})")
 
 
 if __name__ == "__main__":

@@ -15,19 +15,15 @@ import tempfile
 from pathlib import Path
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import test_model_formats as T  # noqa: E402  (the test's network, spec and phantoms)
 
 from tumorlens.audit.spec_check import check_spec  # noqa: E402
-from tumorlens.data.preprocess import PreprocessRecipe  # noqa: E402
 from tumorlens.data.synthetic import make_phantoms  # noqa: E402
 from tumorlens.evaluation.inference import truth_indices  # noqa: E402
 from tumorlens.models.loading import load_model  # noqa: E402
-from tumorlens.models.spec import ModelSpec  # noqa: E402
-from tumorlens.models.spec_input import SpecInput  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -44,25 +40,11 @@ def main(argv=None) -> None:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     test = make_phantoms(32, size=T.SIZE, seed=99)
-    train = make_phantoms(args.n_train, size=T.SIZE, seed=0)
-    recipe = PreprocessRecipe(size=T.SIZE, clip_low=0, clip_high=100, mean=0, std=1, interpolation="bilinear")
-    x = torch.from_numpy(recipe.batch([s.image for s in train.samples]))
-    y = torch.from_numpy(train.label_indices())
     print("| seed | accuracy, right spec | warnings, right spec | wrong normalisation: warned, best | "
           "permuted classes: warned, accuracy declared / matched |")
     print("|---|---|---|---|---|")
     for seed in range(args.seeds):
-        torch.manual_seed(seed)
-        net = module.SmallNet()
-        wrapped = SpecInput(net, ModelSpec(**T.SPEC), channels=3)
-        opt = torch.optim.Adam(net.parameters(), args.lr)
-        for _ in range(args.epochs):
-            net.train()
-            for i in range(0, len(x), 32):
-                opt.zero_grad()
-                nn.functional.cross_entropy(wrapped(x[i:i + 32]), y[i:i + 32]).backward()
-                opt.step()
-        net.eval()
+        net = T.train_smallnet(module.SmallNet, seed, args.epochs, args.lr, args.n_train)
         results = {}
         for name, keys in (("right", T.SPEC), ("wrong", dict(T.SPEC, normalize="minus1to1")),
                            ("permuted", dict(T.SPEC, classes=[T.CLASSES[i] for i in (0, 1, 3, 2)]))):
