@@ -159,6 +159,8 @@ def test_audit_runs_end_to_end(files, tmp_path):
     assert summary["verdict"]["status"] in ("pass", "warn", "fail")
     assert "sanity" in summary and "gradcam" in summary["sanity"]  # the randomisation check ran
     assert (tmp_path / "report.html").is_file()
+    # the report names the CAM layer as the user's model does (a Keras layer), not the wrapper's split point
+    assert summary["model"]["cam_layer"] == tm.net.model.cam_layer_name != "cam"
 
 
 def test_weights_only_without_builder_says_what_to_pass(files):

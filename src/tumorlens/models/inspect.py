@@ -47,9 +47,6 @@ def inspect_model(path: str | Path, **options: Any) -> dict[str, Any]:
             found["notes"].append("its outputs are non-negative and sum to 1: written as outputs = probabilities")
         if model.hookable or model.cam_layer:
             found["cam_candidates"] = cam_candidates(model.net, size)
-        if found["cam_layer"]:
-            # the name the spec's cam_layer takes: a Keras model's own layer name, else the module path
-            found["cam_layer"] = getattr(model.net.model, "cam_layer_name", None) or found["cam_layer"].removeprefix("model.")
     else:
         found["input_shape"] = (1, 1, size, size)
     return found

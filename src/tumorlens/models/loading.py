@@ -133,7 +133,7 @@ def wrap(loaded: LoadedNetwork, spec: ModelSpec, name: str, version: str, name_o
         else:
             cam_layer, cam_how = find_cam_layer(net, size), "found automatically"
     notes = list(loaded.notes)
-    if cam_layer:
+    if cam_layer and not loaded.cam_layer:  # a loader that chose the layer has said so in its notes
         notes.append(f"CAM layer {cam_layer.removeprefix('model.')} ({cam_how})")
     return TumorModel(net=net, arch=name, classes=canonical_classes(list(classes)), recipe=recipe,
                       temperature=spec.temperature, version=version, gradients=loaded.gradients,
@@ -207,9 +207,18 @@ def cam_candidates(net: SpecInput, size: int) -> list[str]:
             if side > 1]
 
 
+def spec_layer_name(model: TumorModel) -> str | None:
+    """The CAM layer as a spec's cam_layer names it: a Keras model's own layer name, else the module
+    path inside the user's network (without the wrapper's `model.`); a tumorlens model's registry layer."""
+    layer = model.target_layer
+    if layer is None or not model.source:
+        return layer
+    return getattr(model.net.model, "cam_layer_name", None) or layer.removeprefix("model.")
+
+
 def describe(model: TumorModel) -> dict[str, Any]:
     """What the report and `model inspect` say about a model: format, input, classes, capabilities."""
     src = model.source or {"format": "tumorlens"}
     return {"format": src.get("format", "tumorlens"), "input_size": model.recipe.size, "classes": model.classes,
-            "declared_classes": src.get("declared_classes", model.classes), "cam_layer": model.target_layer,
+            "declared_classes": src.get("declared_classes", model.classes), "cam_layer": spec_layer_name(model),
             "capabilities": model.capabilities, "notes": src.get("notes", []), "spec": src.get("spec")}
