@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "tumorlens.audit.commands",
     "tumorlens.audit.compare_commands",
     "tumorlens.serve.commands",
+    "tumorlens.serve.monitor_commands",
     "tumorlens.training.segment_commands",
     "tumorlens.segment.commands",
     "tumorlens.models.commands",

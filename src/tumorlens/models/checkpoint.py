@@ -126,6 +126,18 @@ def save_checkpoint(
     return path
 
 
+def add_to_checkpoint(path: str | Path, key: str, value) -> Path:
+    """Store plain data (e.g. the monitoring reference profile) under a new top-level key of an existing
+    checkpoint; loaders that do not know the key ignore it."""
+    path = Path(path)
+    payload = read_checkpoint(path)
+    payload[key] = value
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
 def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():

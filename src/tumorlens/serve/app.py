@@ -19,7 +19,7 @@ from tumorlens.models.checkpoint import TumorModel
 from tumorlens.serve import schemas
 from tumorlens.serve.errors import install_error_handlers
 from tumorlens.serve.middleware import ServiceMiddleware
-from tumorlens.serve.routes import info, predict
+from tumorlens.serve.routes import info, monitoring, predict
 from tumorlens.serve.routes.info import STATIC
 from tumorlens.serve.service import Service, resolve_model_path
 from tumorlens.serve.settings import ServeSettings
@@ -45,5 +45,6 @@ def create_app(settings: ServeSettings | None = None, model: TumorModel | None =
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(info.router)
     app.include_router(predict.router)
+    app.include_router(monitoring.router)
     app.router.on_shutdown.append(service.close)
     return app

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 
-from sqlalchemy import JSON, DateTime, Float, Integer, String, create_engine, event, select
+from sqlalchemy import JSON, DateTime, Float, Integer, String, create_engine, event, func, inspect, select, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -48,10 +48,13 @@ class PredictionRecord(_Base):
     findings: Mapped[list | None] = mapped_column(JSON, nullable=True)  # warning codes only
     method: Mapped[str | None] = mapped_column(String(24), nullable=True)
     api_key_id: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    # monitoring (tumorlens.monitoring.features): numbers about the input and the answer, no pixels;
+    # added after the first release, so older databases get the column on opening (add_missing_columns)
+    features: Mapped[dict | None] = mapped_column(JSON(none_as_null=True), nullable=True)  # None: SQL NULL
 
     COLUMNS = ("request_id", "created_at", "endpoint", "model_version", "image_sha256", "input_format",
                "slice_index", "status", "predicted_class", "confidence", "probabilities", "findings", "method",
-               "api_key_id")
+               "api_key_id", "features")
 
     def to_dict(self) -> dict:
         d = {c: getattr(self, c) for c in self.COLUMNS}
@@ -70,6 +73,7 @@ class AuditTrail:
             if url.startswith("sqlite"):
                 event.listen(self.engine, "connect", _sqlite_wal)
             _Base.metadata.create_all(self.engine)
+            add_missing_columns(self.engine)
         except (ArgumentError, SQLAlchemyError, ImportError, ValueError) as exc:
             raise AuditTrailError(f"cannot open the audit database {_safe(url)}: {str(exc).splitlines()[0]}") from None
         self.url = _safe(url)
@@ -100,6 +104,7 @@ class AuditTrail:
             self.engine.dispose()
             try:
                 _Base.metadata.create_all(self.engine)
+                add_missing_columns(self.engine)
             except SQLAlchemyError as exc:
                 raise AuditTrailError(f"cannot re-create the audit database: {str(exc).splitlines()[0]}") from None
             self._identity = self._file_identity()
@@ -145,8 +150,36 @@ class AuditTrail:
         with Session(self.engine) as session:
             return [r.to_dict() for r in session.scalars(query)]
 
+    def monitored(self, model_version: str, limit: int) -> tuple[list[dict], int]:
+        """The latest `limit` rows of this model version that carry monitoring features, oldest first,
+        and how many such rows other model versions have (a report keeps to one model)."""
+        has = PredictionRecord.features.is_not(None)
+        query = (select(PredictionRecord).where(has, PredictionRecord.model_version == model_version)
+                 .order_by(PredictionRecord.id.desc()).limit(limit))
+        others = select(func.count()).select_from(PredictionRecord).where(has, PredictionRecord.model_version != model_version)
+        with Session(self.engine) as session:
+            rows = [r.to_dict() for r in session.scalars(query)]
+            return rows[::-1], int(session.scalar(others))
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+def add_missing_columns(engine) -> None:
+    """Columns added to PredictionRecord since a database was created (all nullable), added to its table:
+    a database written by an older tumorlens opens and keeps its rows (they read as None there).
+    Written here because create_all only creates missing tables; a migration tool (Alembic) would be
+    a second schema history to keep for what is, so far, one nullable column."""
+    table = PredictionRecord.__table__
+    present = {c["name"] for c in inspect(engine).get_columns(table.name)}
+    missing = [c for c in table.columns if c.name not in present]
+    if not missing:
+        return
+    with engine.begin() as con:
+        for column in missing:
+            kind = column.type.compile(dialect=engine.dialect)
+            con.execute(text(f'ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}'))
+    log.info("audit database: added column(s) %s to %s", ", ".join(c.name for c in missing), table.name)
 
 
 def _sqlite_wal(dbapi_connection, _record) -> None:
