@@ -103,8 +103,9 @@ def run_check(net, images, truth, n=None, keep=None, chunk=24, tmp_path=None):
     check.start(ctx)
     for s in range(0, len(truth), chunk):
         idx = np.arange(s, min(s + chunk, len(truth)))
-        check.on_chunk(ctx, SimpleNamespace(start=s, indices=idx, display=images[idx], truth=truth[idx],
-                                            probs=probs[idx], samples=None))
+        part = SimpleNamespace(start=s, indices=idx, display=images[idx], truth=truth[idx], probs=probs[idx],
+                               samples=None)
+        check.on_chunk(ctx, SimpleNamespace(parts={check.name: check.map_chunk(ctx, part)}))
     result = check.finish(ctx)
     figs = check.figures(result, ctx, tmp_path) if tmp_path is not None else []
     return result, check.verdict(result), ctx, figs

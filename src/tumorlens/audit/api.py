@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,9 @@ def audit(model: Any, data: Any, out: str | Path | None = None, *, spec: Any = N
         trust_code: allow model formats whose loading runs code from the file.
         class_map: rename dataset classes, {old: new}.
         **options: model spec keys (classes, input_size, normalize, ...) and audit settings
-            (AuditConfig fields: methods, limit, compare_n, sanity_n, robustness_n, seed, progress, ...).
+            (AuditConfig fields: methods, limit, compare_n, sanity_n, robustness_n, seed, progress, ...;
+            ray="auto" or a cluster address runs the per-image work on Ray workers (`tumorlens[ray]`):
+            a model file is loaded by each worker, any other model is sent to them pickled).
 
     Returns:
         AuditReport: verdict, summary, per-image records; .save(dir); renders in Jupyter.
@@ -153,5 +156,10 @@ def audit(model: Any, data: Any, out: str | Path | None = None, *, spec: Any = N
     if out is None:
         keep = tempfile.TemporaryDirectory(prefix="tumorlens-audit-")
         out = keep.name
-    summary = run_audit(tm, samples, out, cfg, model_path=str(model) if isinstance(model, (str, Path)) else None)
+    on_worker = None
+    if cfg.ray and isinstance(model, (str, Path)):  # each Ray worker loads the file itself, as here
+        spec_file = str(Path(spec).resolve()) if isinstance(spec, (str, Path)) else spec
+        on_worker = partial(load_model, str(Path(model).resolve()), spec_file, trust_code=trust_code, **spec_keys)
+    summary = run_audit(tm, samples, out, cfg, model_path=str(model) if isinstance(model, (str, Path)) else None,
+                        load_model=on_worker)
     return AuditReport(summary, Path(out), keep)

@@ -50,6 +50,11 @@ def register(app: typer.Typer) -> None:
         segmenter: Path | None = typer.Option(None, "--segmenter", help="segmenter file (default: the bundled one)"),
         figshare_reference: Path | None = typer.Option(None, "--figshare-reference", help="a figshare folder: agreement "
                                                        "of predicted and expert masks on the slices both sets share"),
+        ray: str | None = typer.Option(None, "--ray", help="run the per-image work on a Ray cluster: 'auto' (the "
+                                       "one `ray start` made here, else a local one) or its address; needs "
+                                       "tumorlens[ray], and every worker must read the same --data and --model paths"),
+        ray_workers: int | None = typer.Option(None, "--ray-workers", help="Ray workers (default: one per CPU of the "
+                                               "cluster)"),
         model_options: dict | None = None,
     ) -> None:
         """Is the accuracy real, and does the model decide from the tumor? Writes report.html (+ CSV, JSON)."""
@@ -64,7 +69,7 @@ def register(app: typer.Typer) -> None:
                            training_data, class_map, seed, _robustness_n(robustness_n), options=dict(
                                predicted_masks=predicted_masks, segmenter=str(segmenter) if segmenter else None,
                                figshare_reference=str(figshare_reference) if figshare_reference else None,
-                               road_n=road_n), model_options=model_options)
+                               road_n=road_n, ray=ray, ray_workers=ray_workers), model_options=model_options)
         _print_verdict(summary, out)
         if compare is not None:
             from tumorlens.audit.compare_commands import print_comparison, run_compare

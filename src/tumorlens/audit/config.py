@@ -58,6 +58,10 @@ class AuditConfig:
     # the per-image map: the localisation map, or a gradient-free one for a model without CAM layers
     # (fit_to_model sets it; see explain.methods.primary_method)
     primary: str = PRIMARY_METHOD
+    # --ray: run the per-image work on a Ray cluster ('auto', or its address; None: in this process),
+    # with this many workers (None: one per CPU of the cluster)
+    ray: str | None = None
+    ray_workers: int | None = None
 
     @property
     def forward_batch(self) -> int:
@@ -80,6 +84,8 @@ class AuditConfig:
             raise AuditError(f"--robustness-n must be 0 (off) or more, got {self.robustness_n}")
         if self.road_n < 0:
             raise AuditError(f"--road-n must be 0 (off) or more, got {self.road_n}")
+        if self.ray_workers is not None and self.ray_workers < 1:
+            raise AuditError(f"--ray-workers must be at least 1, got {self.ray_workers}")
         if self.limit is not None and self.limit < 1:
             raise AuditError(f"--limit must be at least 1, got {self.limit}")
 

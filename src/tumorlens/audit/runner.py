@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from tumorlens.anatomy.regions import segment_regions
-from tumorlens.audit.checks import NA, AuditContext, Check, CheckResult, Chunk, ImageRecord, VerdictItem, default_checks
+from tumorlens.audit.checks import NA, AuditContext, Check, CheckResult, VerdictItem, default_checks
 from tumorlens.audit.checks.base import NotRun
+from tumorlens.audit.chunk_work import process_chunk
 from tumorlens.audit.config import AuditConfig, AuditError, fit_to_model
-from tumorlens.audit.counterfactuals import background_value
-from tumorlens.audit.forward import to_input
 from tumorlens.data.sample import SampleSet
 from tumorlens.evaluation.inference import truth_indices
 from tumorlens.memory import release_freed_memory
@@ -68,57 +66,44 @@ def drop_unreadable(audited: SampleSet, cfg: AuditConfig) -> None:
     """Read the audited images once, so that a file damaged beyond its header (which fails only when
     its pixels are decoded) is skipped and listed in data.skipped_files before any check starts,
     instead of crashing the audit half-way or misaligning the checks' per-image arrays. Costs one
-    read of each audited file (the image pass reads them again; the cache keeps few 2-D files)."""
-    for _ in audited.chunks(max(cfg.batch_size, 64), progress=cfg.progress, desc="reading audited images"):
-        pass
+    read of each audited file (the image pass reads them again; the cache keeps few 2-D files);
+    with --ray the workers read them."""
+    from tumorlens.data.streaming import map_images
+
+    map_images(_readable, audited.samples, progress=cfg.progress, desc="reading audited images", ray=cfg.ray,
+               ray_workers=cfg.ray_workers)
     audited.drop_unreadable()
 
 
+def _readable(image) -> bool:
+    return True
+
+
 # -- the image pass -------------------------------------------------------------------------------
-def _to_u8(a: np.ndarray) -> np.ndarray:
-    return (np.clip(a, 0, 1) * 255 + 0.5).astype(np.uint8)
+def image_pass(ctx: AuditContext, checks: Sequence[Check], timing: dict[str, float],
+               load_model: Callable[[], TumorModel] | None = None) -> None:
+    """Stream the audited images in chunks: every check's `map_chunk` where the pixels are (here, or
+    on Ray workers with --ray), then its `on_chunk` here in audited order; keep one ImageRecord per
+    image (8-bit copies for the report's figures). load_model: builds the model on a Ray worker."""
+    size = max(ctx.config.batch_size, 64)
+    starts = range(0, ctx.n, size)
+    if ctx.config.ray:
+        from tumorlens.audit.ray_pass import chunks_on_ray
 
-
-def image_pass(ctx: AuditContext, checks: Sequence[Check], timing: dict[str, float]) -> None:
-    """Stream the audited images in chunks: compute what every check needs, show each chunk to
-    every check, keep one ImageRecord per image (8-bit copies for the report's figures)."""
-    from tumorlens.explain import explain
-
-    model, cfg, recipe = ctx.model, ctx.config, ctx.model.recipe
-    size = max(cfg.batch_size, 64)
-    bar = tqdm(total=ctx.n, desc="auditing images", unit="img", disable=not cfg.progress)
-    for start in range(0, ctx.n, size):
-        part = ctx.audited.samples[start : start + size]
-        t = ctx.truth[start : start + size]
-        display = np.stack([recipe.display(s.image) for s in part])
-        tumors = [recipe.mask(s.mask, s.image) if s.mask is not None else None for s in part]
-        regions = [segment_regions(d) for d in display]
-        fills = np.array([background_value(d, r.background) for d, r in zip(display, regions)], np.float32)
-        probs = ctx.predict(display)
-        pred = probs.argmax(1)
-        t0 = time.perf_counter()
-        heat = np.asarray(explain(model, to_input(model, display), method=cfg.primary, targets=pred,
-                                  batch_size=cfg.explain_batch(cfg.primary)).heatmaps, np.float32)
-        ctx.seconds_primary_explain += time.perf_counter() - t0
-
-        records = []
-        for j, s in enumerate(part):
-            rec = ImageRecord(index=start + j, sample=s, truth=int(t[j]), pred=int(pred[j]), probs=probs[j],
-                              display=_to_u8(display[j]), heatmap=_to_u8(heat[j]), region_map=regions[j].label_map(),
-                              tumor=tumors[j], fill=float(fills[j]))
-            rec.columns.update({"path": s.path, "split": s.split, "patient_id": s.patient_id,
-                                "truth": model.classes[t[j]], "prediction": model.classes[pred[j]],
-                                "correct": bool(pred[j] == t[j]), "confidence": float(probs[j].max()),
-                                "p_true": float(probs[j, t[j]])})
-            records.append(rec)
-        chunk = Chunk(start, part, t, probs, display, regions, tumors, fills, heat, records)
+        results = chunks_on_ray(ctx, checks, starts, size, load_model)
+    else:
+        results = (process_chunk(ctx, checks, s, ctx.audited.samples[s : s + size], ctx.truth[s : s + size])
+                   for s in starts)
+    bar = tqdm(total=ctx.n, desc="auditing images", unit="img", disable=not ctx.config.progress or ctx.config.ray)
+    for done in results:
+        ctx.seconds_primary_explain += done.seconds.get("primary_explain", 0.0)
         for check in checks:
             t0 = time.perf_counter()
-            check.on_chunk(ctx, chunk)
-            timing[check.name] = timing.get(check.name, 0.0) + time.perf_counter() - t0
-        ctx.records.extend(records)
-        release_freed_memory()  # the chunk's model passes are done: hand their pages back
-        bar.update(len(part))
+            check.on_chunk(ctx, done)
+            timing[check.name] = timing.get(check.name, 0.0) + done.seconds.get(check.name, 0.0) \
+                + time.perf_counter() - t0
+        ctx.records.extend(done.records)
+        bar.update(len(done))
     bar.close()
 
 
@@ -145,9 +130,11 @@ def finish_order(checks: Sequence[Check]) -> list[Check]:
 
 # -- the audit ------------------------------------------------------------------------------------
 def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: AuditConfig | None = None,
-              model_path: str | None = None, checks: Sequence[Check] | None = None) -> dict:
+              model_path: str | None = None, checks: Sequence[Check] | None = None,
+              load_model: Callable[[], TumorModel] | None = None) -> dict:
     """Audit `model` on `samples`; writes report.html, summary.json, gradcam_analysis.csv (+ figures/)
-    into `out` and returns the summary. checks: default_checks() unless given."""
+    into `out` and returns the summary. checks: default_checks() unless given. load_model: with
+    config.ray, how a Ray worker builds the model (a picklable function; None: `model` itself is sent)."""
     from tumorlens.audit.report import write_report
     from tumorlens.audit.verdict import make_verdict
 
@@ -189,7 +176,7 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     stage["data_checks"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    image_pass(ctx, running, per_check)
+    image_pass(ctx, running, per_check, load_model)
     stage["per_image"] = time.perf_counter() - t0
 
     stage.setdefault("shortcuts_counterfactuals_summary", 0.0)

@@ -233,8 +233,11 @@ def check_dataset(
     simulate_split: str | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
+    ray: str | None = None,
+    ray_workers: int | None = None,
 ) -> DatasetReport:
-    """Check a SampleSet; see the module docstring. simulate_split: None, "slice" or "patient"."""
+    """Check a SampleSet; see the module docstring. simulate_split: None, "slice" or "patient".
+    ray: a Ray cluster ('auto' or its address) whose workers read, hash and measure the images."""
     import time
 
     if not 0 <= hamming <= 64:
@@ -248,7 +251,8 @@ def check_dataset(
     from tumorlens.data.streaming import map_images
 
     t0 = time.perf_counter()
-    measured = map_images(_measure, ds.samples, workers=workers, progress=progress, desc="checking images")
+    measured = map_images(_measure, ds.samples, workers=workers, progress=progress, desc="checking images", ray=ray,
+                          ray_workers=ray_workers)
     seconds["read_stats_hash"] = time.perf_counter() - t0
     measured = [m for m in measured if m is not None]
     ds.drop_unreadable()

@@ -31,6 +31,9 @@ def check(
                                                  "training part as a user would and report what validation leaks"),
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="validation share for --simulate-split"),
     seed: int = typer.Option(0, "--seed"),
+    ray: Optional[str] = typer.Option(None, "--ray", help="read, hash and measure the images on a Ray cluster: "
+                                      "'auto' or its address (needs tumorlens[ray]; workers read the same paths)"),
+    ray_workers: Optional[int] = typer.Option(None, "--ray-workers", help="Ray workers (default: one per CPU)"),
 ) -> None:
     """Counts per class and split, sizes, channels and intensity by class, corrupt files, near duplicates."""
     from tumorlens.data.checks import DEFAULT_HAMMING, check_dataset
@@ -40,7 +43,7 @@ def check(
         ds = open_dataset(dataset, class_map=class_map, kind=kind, allow_unlabeled=True)
         report = check_dataset(
             ds, hamming=DEFAULT_HAMMING if hamming is None else hamming, simulate_split=simulate_split,
-            val_fraction=val_fraction, seed=seed,
+            val_fraction=val_fraction, seed=seed, ray=ray, ray_workers=ray_workers,
         )
         if out is not None:
             write_report(report, out)

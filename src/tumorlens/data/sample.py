@@ -125,6 +125,18 @@ class Sample:
         """(H, W), from the header when the pixels have not been read."""
         return self._shape if self._shape is not None else self.image.shape
 
+    # -- a read made elsewhere (a Ray worker reads a copy of this sample) ----------------------------
+    def read_facts(self) -> tuple[dict[str, Any], str | None, tuple[int, int] | None]:
+        """What reading the pixels taught this sample: (meta, error, shape); `learn` gives it to another copy."""
+        return self.meta, self.error, self._shape
+
+    def learn(self, facts: tuple[dict[str, Any], str | None, tuple[int, int] | None]) -> None:
+        meta, error, shape = facts
+        for k, v in meta.items():
+            self.meta.setdefault(k, v)
+        self.error = self.error or error
+        self._shape = tuple(shape) if shape is not None else self._shape
+
     # -- names ---------------------------------------------------------------------------------------
     @property
     def split(self) -> str | None:

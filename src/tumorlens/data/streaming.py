@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from tumorlens.data.sample import Sample
 
 T = TypeVar("T")
+RAY_CHUNK = 64  # images per Ray task when reading on a cluster (a task costs ~10 ms; 64 images ~0.5 s)
 
 
 @dataclass
@@ -63,8 +65,15 @@ def iter_chunks(samples: Sequence[Sample], size: int = 64, *, workers: int | Non
 
 
 def map_images(fn: Callable[[np.ndarray], T], samples: Sequence[Sample], *, workers: int | None = None,
-               progress: bool = False, desc: str = "reading", chunk: int = 256) -> list[T | None]:
-    """fn(image) for every sample, read and computed by threads in chunks; None where the file is unreadable."""
+               progress: bool = False, desc: str = "reading", chunk: int = 256, ray: str | None = None,
+               ray_workers: int | None = None) -> list[T | None]:
+    """fn(image) for every sample, read and computed by threads in chunks; None where the file is unreadable.
+
+    ray: a Ray cluster ('auto' or its address): the chunks go to `ray_workers` Ray workers instead,
+    which read the pixels themselves (fn must be picklable; only sample references go out, only
+    fn's results and what the read taught each sample (Sample.read_facts) come back)."""
+    if ray:  # smaller chunks: a task each, spread over the workers
+        return _map_images_on_ray(fn, samples, ray, ray_workers, progress, desc, min(chunk, RAY_CHUNK))
     workers = workers or min(4, os.cpu_count() or 1)
 
     def one(s: Sample):
@@ -80,3 +89,27 @@ def map_images(fn: Callable[[np.ndarray], T], samples: Sequence[Sample], *, work
             bar.update(len(part))
     bar.close()
     return out
+
+
+def _map_images_on_ray(fn, samples, address, workers, progress, desc, chunk) -> list:
+    from tumorlens.cluster import ordered_map
+
+    parts = [list(samples[s : s + chunk]) for s in range(0, len(samples), chunk)]
+    out: list = []
+    for n, (results, facts) in enumerate(ordered_map(partial(ImagesWorker, fn), parts, address=address,
+                                                     workers=workers, actors=False, progress=progress, desc=desc,
+                                                     unit_sizes=[len(p) for p in parts])):
+        for s, f in zip(parts[n], facts):
+            s.learn(f)
+        out.extend(results)
+    return out
+
+
+class ImagesWorker:
+    """map_images on a Ray worker, for one chunk of samples: fn's results and each sample's read facts."""
+
+    def __init__(self, fn: Callable[[np.ndarray], T]):
+        self.fn = fn
+
+    def __call__(self, samples: list[Sample]) -> tuple[list, list]:
+        return map_images(self.fn, samples), [s.read_facts() for s in samples]

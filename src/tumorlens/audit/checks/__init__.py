@@ -4,11 +4,12 @@ How to write one: see base.py."""
 from __future__ import annotations
 
 from tumorlens.audit.checks.base import (
-    FAIL, NA, PASS, WARN, AuditContext, Check, CheckResult, Chunk, Figure, ImageRecord, VerdictItem,
+    FAIL, NA, PASS, WARN, AuditContext, Check, CheckResult, Chunk, ChunkResult, Figure, ImageRecord, ModelContext,
+    VerdictItem,
 )
 
-__all__ = ["FAIL", "NA", "PASS", "WARN", "AuditContext", "Check", "CheckResult", "Chunk", "Figure", "ImageRecord",
-           "VerdictItem", "default_checks"]
+__all__ = ["FAIL", "NA", "PASS", "WARN", "AuditContext", "Check", "CheckResult", "Chunk", "ChunkResult", "Figure",
+           "ImageRecord", "ModelContext", "VerdictItem", "default_checks"]
 
 
 def default_checks() -> list[Check]:

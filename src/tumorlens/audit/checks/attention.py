@@ -16,7 +16,8 @@ import pandas as pd
 
 from tumorlens.audit import attention as att
 from tumorlens.audit.checks.base import (
-    FAIL, NA, PASS, WARN, AuditContext, Check, CheckResult, Chunk, Figure, ImageRecord, VerdictItem,
+    FAIL, NA, PASS, WARN, AuditContext, Check, CheckResult, Chunk, ChunkResult, Figure, ImageRecord, ModelContext,
+    VerdictItem,
 )
 from tumorlens.audit.config import PRIMARY_LABEL, PRIMARY_METHOD
 from tumorlens.explain.methods import localisation_note
@@ -55,11 +56,14 @@ class AttentionCheck(Check):
     thresholds = THRESHOLDS
     timing_key = "shortcuts_counterfactuals_summary"
 
-    def on_chunk(self, ctx: AuditContext, c: Chunk) -> None:
+    def map_chunk(self, ctx: ModelContext, c: Chunk) -> list[dict]:
         pred = c.pred
-        for j, rec in enumerate(c.records):
-            a = att.analyse_attention(c.heatmaps[j], c.regions[j], c.tumors[j], correct=bool(pred[j] == c.truth[j]))
-            rec.columns.update(a.row())
+        return [att.analyse_attention(c.heatmaps[j], c.regions[j], c.tumors[j], correct=bool(pred[j] == c.truth[j])).row()
+                for j in range(len(c))]
+
+    def on_chunk(self, ctx: AuditContext, done: ChunkResult) -> None:
+        for rec, row in zip(done.records, done.parts[self.name]):
+            rec.columns.update(row)
 
     def finish(self, ctx: AuditContext) -> AttentionResult:
         df, keep = ctx.table(), ctx.keep

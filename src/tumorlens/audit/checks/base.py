@@ -26,9 +26,12 @@ A check is one module in this package with one class:
         def start(self, ctx: AuditContext) -> None:          # optional: before the first chunk
             self.hits = []
 
-        def on_chunk(self, ctx: AuditContext, chunk: Chunk) -> None:   # optional: every chunk
+        def map_chunk(self, ctx: ModelContext, chunk: Chunk) -> np.ndarray:   # optional: every chunk, where its pixels are
             shifted = my_shift(chunk.display)                           # (n, S, S) display images in [0, 1]
-            self.hits.append(ctx.predict(shifted).argmax(1) == chunk.truth)
+            return ctx.predict(shifted).argmax(1) == chunk.truth         # small and picklable: it may cross the network
+
+        def on_chunk(self, ctx: AuditContext, done: ChunkResult) -> None:  # optional: every chunk, in audited order
+            self.hits.append(done.parts[self.name])
 
         def finish(self, ctx: AuditContext) -> RobustnessResult:        # required
             ...
@@ -48,6 +51,13 @@ then add `RobustnessCheck()` to `default_checks()` in audit/checks/__init__.py. 
 runner calls the hooks; summary.json gets `to_summary()`; the verdict (terminal, report, JSON)
 gets `verdict()`; report.html embeds `figures()` (a report section that shows them is one block in
 templates/report.html.j2, reading the check's summary section as `s.<key>`).
+
+Per chunk, two hooks: `map_chunk(ctx, chunk)` runs where the chunk's pixels are (in this process,
+or on a Ray worker with its own copy of the model and of the check as `start` left it: `tumorlens
+audit --ray`), so it reads only `ctx.model`, `ctx.config` and its own `start` state, changes
+nothing, and returns a small picklable value (no full images); `on_chunk(ctx, done)` then runs in
+this process, in audited order, and gets that value as `done.parts[name]` with the chunk's records
+(`ChunkResult`). Both paths call the same function (audit/chunk_work.py: process_chunk).
 
 What a chunk holds (`Chunk`): the samples, true and predicted class indices, calibrated
 probabilities, the display images (the recipe's geometry, [0, 1], float32: edit these and call
@@ -163,15 +173,52 @@ class Chunk:
 
 
 @dataclass
-class AuditContext:
-    """What every check can read: the run's inputs, and what earlier stages produced."""
+class ChunkResult:
+    """A chunk's work as `on_chunk` sees it, in audited order: its records and what each check's
+    `map_chunk` returned (parts[check name]); no full-precision pixels, as it may come from a Ray
+    worker. seconds: each check's map_chunk time, and "primary_explain" (the per-image maps)."""
+
+    start: int
+    truth: np.ndarray  # (n,) int64
+    probs: np.ndarray  # (n, C)
+    records: list[ImageRecord]
+    parts: dict[str, Any]
+    seconds: dict[str, float]
+
+    @property
+    def pred(self) -> np.ndarray:
+        return self.probs.argmax(1)
+
+    @property
+    def indices(self) -> np.ndarray:
+        return np.arange(self.start, self.start + len(self.records))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+@dataclass
+class ModelContext:
+    """What `map_chunk` may read: the model and the run's settings (all a Ray worker has)."""
 
     model: TumorModel
+    config: AuditConfig
+
+    def predict(self, images01: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities (n, C) of display-space images (edited or not)."""
+        from tumorlens.audit.forward import probabilities01
+
+        return probabilities01(self.model, images01, self.config.forward_batch)
+
+
+@dataclass
+class AuditContext(ModelContext):
+    """What every check can read: the run's inputs, and what earlier stages produced."""
+
     samples: SampleSet  # the whole dataset (all splits)
     audited: SampleSet  # the images under audit
     audited_split: str | None
     truth: np.ndarray  # (N,) class indices of the audited images
-    config: AuditConfig
     out: Path
     keep: np.ndarray | None = None  # leakage-free mask over audited images; set by the leakage check
     records: list[ImageRecord] = field(default_factory=list)
@@ -185,12 +232,6 @@ class AuditContext:
     @property
     def n(self) -> int:
         return len(self.audited)
-
-    def predict(self, images01: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities (n, C) of display-space images (edited or not)."""
-        from tumorlens.audit.forward import probabilities01
-
-        return probabilities01(self.model, images01, self.config.forward_batch)
 
     def probs(self) -> np.ndarray:
         """(N, C) probabilities of every audited image (after the image pass)."""
@@ -240,8 +281,14 @@ class Check:
     def start(self, ctx: AuditContext) -> None:
         """Before the image pass (all of ctx but records and results is set)."""
 
-    def on_chunk(self, ctx: AuditContext, chunk: Chunk) -> None:
-        """Each chunk of images while it is in memory."""
+    def map_chunk(self, ctx: ModelContext, chunk: Chunk) -> Any:
+        """What the check derives from a chunk's pixels (model passes on edited versions, per-image
+        analyses), where the pixels are: reads ctx.model, ctx.config and its `start` state only, changes
+        nothing, returns a small picklable value for `on_chunk` (None: nothing to derive)."""
+        return None
+
+    def on_chunk(self, ctx: AuditContext, done: ChunkResult) -> None:
+        """Each chunk, in audited order: done.parts[self.name] is what `map_chunk` returned."""
 
     def finish(self, ctx: AuditContext) -> CheckResult:
         raise NotImplementedError

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tumorlens.audit.checks.base import FAIL, PASS, WARN, AuditContext, Check, CheckResult, Chunk, Figure, VerdictItem
+from tumorlens.audit.checks.base import (
+    FAIL, PASS, WARN, AuditContext, Check, CheckResult, Chunk, ChunkResult, Figure, ModelContext, VerdictItem,
+)
 from tumorlens.audit.counterfactuals import counterfactual_table, remove_tumor, summarise_counterfactuals, tumor_only
 
 DROP_WARN = 0.20
@@ -44,15 +46,21 @@ class CounterfactualCheck(Check):
         self.tables: list[pd.DataFrame] = []
         self.any_tumor = False
 
-    def on_chunk(self, ctx: AuditContext, c: Chunk) -> None:
-        self.any_tumor |= any(m is not None and m.any() for m in c.tumors)
+    def map_chunk(self, ctx: ModelContext, c: Chunk) -> tuple[bool, pd.DataFrame | None]:
+        any_tumor = any(m is not None and m.any() for m in c.tumors)
         if not ctx.config.counterfactuals:
-            return
+            return any_tumor, None
         # images without a tumor get NaN rows (nothing to remove)
         masks = np.stack([m if m is not None else np.zeros(c.display.shape[1:], bool) for m in c.tumors])
-        self.tables.append(counterfactual_table(ctx.model, c.display, masks, c.truth, c.probs,
-                                                np.stack([r.background for r in c.regions]), ctx.config.forward_batch,
-                                                np.stack([r.brain for r in c.regions])))
+        return any_tumor, counterfactual_table(ctx.model, c.display, masks, c.truth, c.probs,
+                                               np.stack([r.background for r in c.regions]), ctx.config.forward_batch,
+                                               np.stack([r.brain for r in c.regions]))
+
+    def on_chunk(self, ctx: AuditContext, done: ChunkResult) -> None:
+        any_tumor, table = done.parts[self.name]
+        self.any_tumor |= any_tumor
+        if table is not None:
+            self.tables.append(table)
 
     def finish(self, ctx: AuditContext) -> CounterfactualResult:
         if not (self.tables and self.any_tumor):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from tumorlens.audit.checks.base import AuditContext, Check, CheckResult, Chunk
+from tumorlens.audit.checks.base import AuditContext, Check, CheckResult, Chunk, ChunkResult, ModelContext
 from tumorlens.models.checkpoint import TumorModel
 
 # (model, preprocessed input (N,1,S,S), targets (N,)) -> heatmaps (N,S,S) in [0, 1]
@@ -54,11 +54,13 @@ class ExplainerMapsCheck(Check):
         self.idx = np.sort(rng.permutation(ctx.n)[: min(ctx.config.compare_n, ctx.n)])
         self.kept: dict[int, tuple] = {}
 
-    def on_chunk(self, ctx: AuditContext, c: Chunk) -> None:
-        wanted = set(self.idx.tolist())
-        for j, i in enumerate(c.indices):
-            if int(i) in wanted:
-                self.kept[int(i)] = (c.display[j].copy(), float(c.fills[j]), c.regions[j], c.tumors[j])
+    def map_chunk(self, ctx: ModelContext, c: Chunk) -> dict[int, tuple]:
+        wanted = set(self.idx.tolist())  # a small subset (compare_n): its full-precision images travel
+        return {int(i): (c.display[j].copy(), float(c.fills[j]), c.regions[j], c.tumors[j])
+                for j, i in enumerate(c.indices) if int(i) in wanted}
+
+    def on_chunk(self, ctx: AuditContext, done: ChunkResult) -> None:
+        self.kept.update(done.parts[self.name])
 
     def finish(self, ctx: AuditContext) -> ExplainerMaps:
         from tumorlens.audit.forward import to_input

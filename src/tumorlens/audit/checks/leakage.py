@@ -49,12 +49,13 @@ class LeakageResult(CheckResult):
                             "model_training_data": self.model_training_data}}
 
 
-def run_data_checks(samples, audited, progress: bool = True) -> tuple[dict, np.ndarray | None, str]:
+def run_data_checks(samples, audited, progress: bool = True, ray: str | None = None,
+                    ray_workers: int | None = None) -> tuple[dict, np.ndarray | None, str]:
     """(the dataset check's report as a dict, twin mask over audited images or None, note)."""
     from tumorlens.data.checks import check_dataset
     from tumorlens.evaluation.leakage import NO_TRAINING_SPLIT_NOTE, has_training_split, split_twin_mask
 
-    report = check_dataset(samples, progress=progress)
+    report = check_dataset(samples, progress=progress, ray=ray, ray_workers=ray_workers)
     d = report.to_dict()
     d["n_near_twins_testing"] = len(d.pop("near_twins_testing"))
     if not has_training_split(samples):
@@ -75,7 +76,8 @@ class LeakageCheck(Check):
         cfg = ctx.config
         self.report, twin_split, self.note = None, None, "dataset checks skipped (--no-data-checks)"
         if cfg.data_checks:
-            self.report, twin_split, self.note = run_data_checks(ctx.samples, ctx.audited, cfg.progress)
+            self.report, twin_split, self.note = run_data_checks(ctx.samples, ctx.audited, cfg.progress, cfg.ray,
+                                                                 cfg.ray_workers)
         twin_model, self.model_data = model_training_twins(ctx.model, ctx.samples, ctx.audited, cfg.training_data,
                                                            cfg.progress)
         self.n_split = None if twin_split is None else int(twin_split.sum())

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tumorlens.audit.checks.base import FAIL, NA, PASS, WARN, AuditContext, Check, CheckResult, Chunk, Figure, VerdictItem
+from tumorlens.audit.checks.base import (
+    FAIL, NA, PASS, WARN, AuditContext, Check, CheckResult, Chunk, ChunkResult, Figure, ModelContext, VerdictItem,
+)
 from tumorlens.shifts import ShiftEvaluation, acquired_images, evaluate_under_shifts, standard_shifts
 
 DROP_PASS = 0.02  # accuracy points (as a share) a shift may cost and still pass
@@ -108,25 +110,29 @@ class RobustnessCheck(Check):
                                for i in self.subset[ctx.truth[self.subset] == c][:EXAMPLES_PER_CLASS])
         self.shifts = list(standard_shifts(ctx.config.seed))
         self.parts: list[ShiftEvaluation] = []
-        self.done = 0  # subset images evaluated so far: the position that seeds the next part's noise
 
-    def on_chunk(self, ctx: AuditContext, c: Chunk) -> None:
+    def map_chunk(self, ctx: ModelContext, c: Chunk) -> ShiftEvaluation | None:
         if not self.enabled:
-            return
+            return None
         local = np.flatnonzero(self.in_subset[c.indices])
         if len(local) == 0:
-            return
+            return None
         recipe = ctx.model.recipe
         if getattr(recipe, "intensity", "minmax") == "minmax":
             images = c.display[local]  # display is the acquired image for min-max recipes
         else:
             images = acquired_images(recipe, [c.samples[i].image for i in local])
         keep = [j for j, i in enumerate(local) if c.start + i in self.examples]
-        ev = evaluate_under_shifts(ctx.model, images, c.truth[local], self.shifts, clean_probs=c.probs[local],
-                                   seed=ctx.config.seed, batch_size=ctx.config.forward_batch, start=self.done,
-                                   keep=keep, progress=False)
-        self.done += len(local)
-        self.parts.append(ev)
+        # the noise is seeded by the position in the subset: subset images before this chunk, so a chunk
+        # computed anywhere (a Ray worker, in any order) gets the noise it gets in a single process
+        done = int(self.in_subset[: c.start].sum())
+        return evaluate_under_shifts(ctx.model, images, c.truth[local], self.shifts, clean_probs=c.probs[local],
+                                     seed=ctx.config.seed, batch_size=ctx.config.forward_batch, start=done,
+                                     keep=keep, progress=False)
+
+    def on_chunk(self, ctx: AuditContext, done: ChunkResult) -> None:
+        if done.parts[self.name] is not None:
+            self.parts.append(done.parts[self.name])
 
     def finish(self, ctx: AuditContext) -> RobustnessResult:
         if not self.enabled or not self.parts:

@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tumorlens.audit.checks.base import FAIL, NA, PASS, WARN, AuditContext, Check, CheckResult, Chunk, Figure, VerdictItem
+from tumorlens.audit.checks.base import (
+    FAIL, NA, PASS, WARN, AuditContext, Check, CheckResult, Chunk, ChunkResult, Figure, ModelContext, VerdictItem,
+)
 from tumorlens.audit.invariance import (
     ALPHA as INV_ALPHA,
     KAPPA_FAIL,
@@ -116,7 +118,7 @@ class ShortcutCheck(Check):
         self.outline: list[np.ndarray] = []
         self.no_background: list[np.ndarray] = []
 
-    def on_chunk(self, ctx: AuditContext, c: Chunk) -> None:
+    def map_chunk(self, ctx: ModelContext, c: Chunk) -> dict[str, np.ndarray]:
         versions = {
             "blanked": [blank_brain(d, r, f) for d, r, f in zip(c.display, c.regions, c.fills)],
             "kept": [brain_only(d, r, f) for d, r, f in zip(c.display, c.regions, c.fills)],
@@ -128,8 +130,11 @@ class ShortcutCheck(Check):
         stacked = np.concatenate([np.stack(v) for v in versions.values()])
         pred = ctx.predict(stacked).argmax(1)
         n = len(c)
-        for i, name in enumerate(versions):
-            getattr(self, name).append(pred[i * n:(i + 1) * n])
+        return {name: pred[i * n:(i + 1) * n] for i, name in enumerate(versions)}
+
+    def on_chunk(self, ctx: AuditContext, done: ChunkResult) -> None:
+        for name, pred in done.parts[self.name].items():
+            getattr(self, name).append(pred)
 
     def finish(self, ctx: AuditContext) -> ShortcutResult:
         truth, pred, keep, classes = ctx.truth, ctx.pred(), ctx.keep, ctx.classes
