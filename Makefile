@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch and torchvision first, pinned: these exact versions lie on this machine's disk.
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[test,onnx,keras]'
+	$(BIN)/pip install -q -e '.[test,onnx,keras,ray]'
 	touch $(STAMP)
 
 venv: $(STAMP)
