@@ -44,6 +44,9 @@ def register(app: typer.Typer) -> None:
         segmenter: Path = typer.Option(None, "--segmenter",
                                        help="tumor segmenter for the outlines (default: the bundled one)"),
         no_segmenter: bool = typer.Option(False, "--no-segmenter", help="no tumor outlines (tumor: null)"),
+        reference: Path = typer.Option(None, "--reference", help="dataset to compute the monitoring reference from at "
+                                       "start-up, for a model without one (its validation split when the model's "
+                                       "provenance names it, else every slice)"),
         model_options: Optional[dict] = None,
     ) -> None:
         """Serve predictions and explanations over HTTP, with a web page at /. Research tool, not a diagnosis."""
@@ -57,7 +60,8 @@ def register(app: typer.Typer) -> None:
                                  workers=workers, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
                                  request_timeout_s=request_timeout, max_connections=max_connections,
                                  slow_budget_s=slow_budget, decode_memory_mb=decode_memory_mb,
-                                 segmenter=not no_segmenter, segmenter_path=segmenter, model_options=model_options)
+                                 segmenter=not no_segmenter, segmenter_path=segmenter, model_options=model_options,
+                                 reference_data=reference)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
             web = create_app(settings)

@@ -21,6 +21,7 @@ import torch
 
 from tumorlens.anatomy.regions import Regions
 from tumorlens.models.checkpoint import TumorModel
+from tumorlens.monitoring.features import input_features
 from tumorlens.serve.attention import (
     AttentionSummary,
     attention_summary,
@@ -45,6 +46,7 @@ class SliceResult:
     probabilities: dict[str, float] | None
     warnings: list[Finding] = field(default_factory=list)
     check: InputCheck | None = None
+    features: dict | None = None  # for monitoring (monitoring/features.py); None when it is off
 
     def to_dict(self) -> dict:
         d = {"status": self.status, "predicted_class": self.predicted_class, "confidence": self.confidence,
@@ -211,11 +213,18 @@ class Predictor:
         checks = [check_input(img, decoded.colour_fraction, decoded.meta) for img in decoded.images]
         usable = [i for i, c in enumerate(checks) if not c.refuse]
         probs: dict[int, np.ndarray] = {}
-        if usable:
-            x = self.model.prepare([decoded.images[i] for i in usable])
-            probs = dict(zip(usable, self._wait(self._submit(x)).probabilities))
+        pending = self._submit(self.model.prepare([decoded.images[i] for i in usable])) if usable else None
+        features = [self.input_features(img, c) for img, c in zip(decoded.images, checks)]  # while the model works
+        if pending is not None:
+            probs = dict(zip(usable, self._wait(pending).probabilities))
         volume = decoded.is_volume
-        return [self._judge(i if volume else None, probs.get(i), c, decoded.notes) for i, c in enumerate(checks)]
+        results = [self._judge(i if volume else None, probs.get(i), c, decoded.notes) for i, c in enumerate(checks)]
+        for result, f in zip(results, features):
+            result.features = f
+        return results
+
+    def input_features(self, image: np.ndarray, check: InputCheck) -> dict | None:
+        return input_features(image, check) if self.settings.monitoring else None
 
     # -- explanation ---------------------------------------------------------------------------
     def explain(self, decoded: DecodedInput, slice_index: int | None, method: str, target: str | None) -> ExplainResult:
@@ -233,13 +242,16 @@ class Predictor:
         target_index = classes.index(target) if target is not None else None
         if self.is_slow(method):
             regions = image_regions(image01)
+            features = self.input_features(image, check)
             out = self.slow_lane.run(x, method, target_index)
         else:
             pending = self._submit(x, method, target_index)
             regions = image_regions(image01)  # on this thread while the model works on the heatmap
+            features = self.input_features(image, check)
             out = self._wait(pending)
         probs, heatmap, t = out.probabilities[0], out.heatmaps[0], int(out.targets[0])
         result = self._judge(index if decoded.is_volume else None, probs, check, decoded.notes)
+        result.features = features
         heatmap = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0, 1)
         summary = attention_summary(heatmap, image01, regions)
         text = plain_explanation(summary, method, classes[t], float(probs[t]), result.predicted_class, result.confidence)

@@ -31,9 +31,12 @@ from tumorlens.serve.settings import ServeSettings
 log = logging.getLogger("tumorlens.serve")
 
 
-def _paths_digest(samples: SampleSet) -> str:
-    """As training records its validation split (training/trainer.py): the sorted paths' SHA-256."""
-    return hashlib.sha256("\n".join(sorted(s.path for s in samples.samples)).encode()).hexdigest()[:16]
+def _paths_digest(samples: SampleSet, root: str) -> str:
+    """As training records its validation split (training/trainer.py): the sorted paths' SHA-256, the
+    paths under `root` as training named the data folder (absolute from its working folder)."""
+    paths = sorted(root + s.path[len(samples.root):] if s.path.startswith(samples.root) else s.path
+                   for s in samples.samples)
+    return hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16]
 
 
 def validation_part(model: TumorModel, samples: SampleSet) -> tuple[SampleSet, str]:
@@ -49,9 +52,10 @@ def validation_part(model: TumorModel, samples: SampleSet) -> tuple[SampleSet, s
         seed = cfg.get("seed", 0) if seed is None else seed
         _, val = train_val_split(samples.by_split(split), val_fraction=fraction, seed=seed)
         part = samples.by_split(split).subset(val)
-        same = p.get("val_paths_sha") == _paths_digest(part)
+        roots = {samples.root, str(Path(cfg.get("data") or samples.root).absolute())}
+        same = p.get("val_paths_sha") in {_paths_digest(part, root) for root in roots}
         return part, (f"{name} {split}, the model's validation split (val fraction {fraction}, seed {seed}; "
-                      f"{'same paths as at training' if same else 'paths not comparable with training: recomputed split'})")
+                      f"{'the same paths as at training' if same else 'recomputed; its path digest differs from training (another working folder?)'})")
     return samples, f"{name}, all {len(samples)} slices"
 
 

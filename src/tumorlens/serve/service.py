@@ -20,6 +20,10 @@ from fastapi.responses import Response
 
 from tumorlens.models.checkpoint import TumorModel
 from tumorlens.models.loading import load_model
+from tumorlens.monitoring.drift import Thresholds
+from tumorlens.monitoring.features import output_features
+from tumorlens.monitoring.reference import ReferenceProfile, stored_reference
+from tumorlens.monitoring.windows import monitoring_report
 from tumorlens.serve import schemas
 from tumorlens.serve.audit_trail import AuditTrail, AuditTrailError
 from tumorlens.serve.auth import KeyChecker, load_api_keys
@@ -56,6 +60,7 @@ class Service:
     card: dict  # the public model card (model_card.py), with the service's own facts
     decode_budget: DecodeBudget
     segmenter: SegmenterLane
+    reference: ReferenceProfile | None = None  # monitoring's reference profile (monitoring/reference.py)
 
     @classmethod
     def build(cls, settings: ServeSettings, model: TumorModel | None = None, segmenter=None) -> Service:
@@ -76,6 +81,11 @@ class Service:
         audit = AuditTrail(settings.db_url)
         predictor = Predictor(model, settings)
         predictor.warm_up()
+        reference = stored_reference(model_path) if model_path.is_file() else None
+        if settings.reference_data is not None:  # asked for: computed now, over a stored one
+            from tumorlens.serve.reference import reference_for
+
+            reference = reference_for(model, settings.reference_data, predictor)
         card = model_description(model, model_path, find_card(model_path, settings.model_card_path))
         card["service"] = {"explain_methods": list(settings.explain_methods), "default_method": settings.default_method,
                            "slow_methods": [m for m in settings.explain_methods if predictor.is_slow(m)],
@@ -84,7 +94,8 @@ class Service:
         loader = (lambda: segmenter) if segmenter is not None and settings.segmenter else \
             segmenter_loader(settings.segmenter, settings.segmenter_path)
         lane = SegmenterLane(loader, settings.max_batch, settings.batch_wait_ms)
-        return cls(settings, model, predictor, audit, SampleLibrary(settings.samples_dir), checker, card, budget, lane)
+        return cls(settings, model, predictor, audit, SampleLibrary(settings.samples_dir), checker, card, budget, lane,
+                   reference)
 
     def close(self) -> None:
         self.segmenter.close()
@@ -104,6 +115,7 @@ class Service:
             "status": r.status, "predicted_class": r.predicted_class, "confidence": r.confidence,
             "probabilities": r.probabilities, "findings": sorted({w.code for w in r.warnings}) or None,
             "method": method, "api_key_id": key_id,
+            "features": None if r.features is None else {**r.features, **output_features(r.probabilities)},
         } for r in results]
         try:
             self.audit.record(rows)
@@ -144,6 +156,13 @@ class Service:
         except Exception as exc:  # noqa: BLE001 - the outline is an extra: never fail the prediction for it
             log.error("no tumor outline for request %s: %s", rid, exc)
         return None
+
+    def monitoring(self, window: int, max_windows: int) -> dict:
+        """The monitoring report of the served model's latest audit-trail rows (monitoring/windows.py)."""
+        thresholds = Thresholds(window=window)
+        rows, others = self.audit.monitored(self.model.version, window * max_windows)
+        return monitoring_report(rows, self.reference, self.model.version, self.model.classes, thresholds,
+                                 max_windows, others)
 
     def decode(self, upload: Upload) -> DecodedInput:
         return decode_upload(upload.data, self.settings)

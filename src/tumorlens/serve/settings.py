@@ -60,6 +60,9 @@ class ServeSettings:
     # load leaves predictions without outlines and /health degraded
     segmenter: bool = True
     segmenter_path: Path | None = None  # None: the segmenter bundled with the package
+    # monitoring (tumorlens.monitoring): each audit row keeps a few numbers about the input and the answer
+    monitoring: bool = True
+    reference_data: Path | None = None  # a dataset to profile at start-up when the checkpoint has no reference
 
     def __post_init__(self) -> None:
         if self.max_upload_mb <= 0:

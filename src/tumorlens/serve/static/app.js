@@ -54,8 +54,34 @@ async function loadProtected() {
     for (const s of samples) {
       select.add(new Option(`${s.source}: ${s.label || "unlabelled"} (${s.name})`, s.name));
     }
+    loadMonitoring();
   } catch (e) {
     showError(e.message);
+  }
+}
+
+const pct = (x) => (x === null || x === undefined ? "n/a" : `${(100 * x).toFixed(1)}%`);
+
+async function loadMonitoring() {
+  try {
+    const report = await apiJson("/v1/monitoring");
+    const last = report.windows.length ? report.windows[report.windows.length - 1] : null;
+    const parts = [`Status: ${report.status}; ${report.rows} monitored predictions in ${report.windows.length} window(s) of ${report.thresholds.window}.`];
+    if (last) {
+      parts.push(`Latest window: estimated accuracy ${pct(last.expected_accuracy)}` +
+        (report.reference ? ` (reference ${pct(report.reference.expected_accuracy)})` : "") +
+        `, ${pct(last.flagged_share)} flagged by the input check.`);
+    }
+    if (!report.reference) parts.push("No reference profile for this model: drift is not tested.");
+    $("monitoring-line").textContent = parts.join(" ");
+    $("monitoring-alerts").replaceChildren(...report.alerts.map((a) => {
+      const li = document.createElement("li");
+      li.textContent = a;
+      return li;
+    }));
+    show("monitoring", true);
+  } catch (e) {
+    show("monitoring", false);
   }
 }
 
@@ -70,6 +96,7 @@ async function explainCurrent() {
   try {
     const body = await apiJson(`/v1/explain?${params}`, { method: "POST", body: form });
     render(body);
+    loadMonitoring();
   } catch (e) {
     show("result", false);
     showError(e.message);
@@ -198,6 +225,7 @@ $("sample").addEventListener("change", async () => {
   }
 });
 
+$("monitoring-refresh").addEventListener("click", loadMonitoring);
 $("method").addEventListener("change", explainCurrent);
 $("slice").addEventListener("change", explainCurrent);
 $("opacity").addEventListener("input", applyOpacity);
