@@ -104,3 +104,20 @@ def test_hamming_pairs_keeps_its_contract():
     b = a[:60] ^ np.uint64(1 << 9)
     assert triples(hamming_pairs(a, None, 2)) == brute(a, None, 2)
     assert triples(hamming_pairs(a, b, 2, block=16)) == brute(a, b, 2)
+
+
+@pytest.mark.parametrize("within", [0, 2, 8])
+def test_nearest_distance_through_the_index_is_the_all_pairs_answer(within):
+    """The twin share's nearest distances (data/checks.py): through the index, up to `within`, the
+    same as comparing every pair; beyond it, within + 1."""
+    from tumorlens.data.checks import nearest_distance
+
+    rng = np.random.default_rng(within)
+    h = planted(600, within, rng)
+    ha, hb = h[:200], h[200:]
+    ha[:40] = hb[rng.permutation(len(hb))[:40]] ^ np.uint64(1 << 7)  # Testing slices one bit from a Training one
+    ha[40:50] = hb[:10]  # and exact copies
+    full = nearest_distance(ha, hb)  # all pairs, exact
+    got = nearest_distance(ha, hb, within=within)
+    assert (got == np.minimum(full, within + 1)).all()
+    assert (full <= within).any()

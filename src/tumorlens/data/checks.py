@@ -177,10 +177,17 @@ def hamming_pairs(ha: np.ndarray, hb: np.ndarray | None, threshold: int, block: 
     return pairs_within(ha, hb, threshold, block)
 
 
-def nearest_distance(ha: np.ndarray, hb: np.ndarray, block: int | None = None) -> np.ndarray:
-    """For each hash in ha, the smallest Hamming distance to any hash in hb."""
+def nearest_distance(ha: np.ndarray, hb: np.ndarray, block: int | None = None, *, within: int | None = None) -> np.ndarray:
+    """For each hash in ha, the smallest Hamming distance to any hash in hb. within: only distances up
+    to it matter, and larger ones are given as within + 1; found through the near-duplicate index
+    (the pairs within it, data/hash_index.py) instead of comparing all pairs."""
     if len(hb) == 0:
-        return np.full(len(ha), 64, np.int64)
+        return np.full(len(ha), 64 if within is None else within + 1, np.int64)
+    if within is not None:
+        out = np.full(len(ha), within + 1, np.int64)
+        i, _, d = pairs_within(ha, hb, within, block)
+        np.minimum.at(out, i, d)
+        return out
     block = block or _rows_per_block(len(hb))
     out = [np.bitwise_count(ha[s : s + block, None] ^ hb[None, :]).min(axis=1) for s in range(0, len(ha), block)]
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
@@ -372,7 +379,7 @@ def check_dataset(
     if test_splits and train_splits:
         te = np.concatenate([split_idx[a] for a in test_splits])
         tr = np.concatenate([split_idx[b] for b in train_splits])
-        nearest = nearest_distance(hashes[te], hashes[tr])
+        nearest = nearest_distance(hashes[te], hashes[tr], within=max(SENSITIVITY_THRESHOLDS))
         n_test = sum(1 for x in splits if x in test_splits)
         twin_share = {t: round(float((nearest <= t).sum() / n_test), 4) for t in SENSITIVITY_THRESHOLDS}
         n = len(near_twins_testing)
@@ -446,7 +453,7 @@ def _simulate_split(ds, hashes, valid, hamming, how, val_fraction, seed, finding
         tr, va = (stratified_split if how == "slice" else patient_group_split)(sub, val_fraction, seed)
     tr, va = np.asarray(pool)[tr], np.asarray(pool)[va]
     tr_v, va_v = tr[valid[tr]], va[valid[va]]
-    nearest = nearest_distance(hashes[va_v], hashes[tr_v])
+    nearest = nearest_distance(hashes[va_v], hashes[tr_v], within=hamming)
     n_twin = int((nearest <= hamming).sum())
     pid = [s.patient_id for s in ds.samples]
     shared = len({pid[i] for i in va if pid[i] is not None} & {pid[i] for i in tr if pid[i] is not None})

@@ -93,7 +93,7 @@ def model_training_twins(model: TumorModel, samples: SampleSet, audited: SampleS
     ha, va = hash_samples(audited.samples, progress=progress)
     twin = np.zeros(len(audited), bool)
     if va.any() and len(hb):
-        twin[va] = nearest_distance(ha[va], hb) <= DEFAULT_HAMMING
+        twin[va] = nearest_distance(ha[va], hb, within=DEFAULT_HAMMING) <= DEFAULT_HAMMING
     where = f"{info['path']}{', split ' + info['split'] if info['split'] else ''}"
     info.update(checked=True, n_training_images=len(hb), n_twins=int(twin.sum()), hamming=DEFAULT_HAMMING,
                 note=(f"{int(twin.sum())} of {len(audited)} audited images have a near twin in the model's training "
