@@ -35,11 +35,12 @@ OUT = ROOT / "benchmarks" / "out" / "robust_model"
 def validation_samples(model):
     """The checkpoint's validation split, rebuilt as its training run drew it."""
     from tumorlens.data.sources import open_dataset
-    from tumorlens.data.splits import patient_group_split, stratified_split
-    from tumorlens.training.trainer import _paths_digest
+    from tumorlens.training.trainer import TrainConfig, _hash_all, _paths_digest, _split
 
     prov = model.provenance
     cfg = prov["config"]
+    # runs before issue 27 split a set without patient ids by slice
+    config = TrainConfig(**{**cfg, "val_grouping": cfg.get("val_grouping", "none")})
     # The split's digest hashes the sample paths as training saw them: the data folder as given on
     # its command line (often relative to the repository, e.g. ../shared/data/...), or resolved.
     for data in dict.fromkeys([cfg["data"], prov["data"]]):
@@ -47,8 +48,8 @@ def validation_samples(model):
         if cfg.get("split"):
             samples = samples.by_split(cfg["split"])
         seed = cfg["seed"] if cfg.get("split_seed") is None else cfg["split_seed"]
-        split = patient_group_split if samples.has_patients() else stratified_split
-        _, val_idx = split(samples, val_fraction=cfg["val_fraction"], seed=seed)
+        hashes, valid = _hash_all(samples) if config.val_grouping != "none" else (None, None)
+        _, val_idx, _, _ = _split(samples, config, seed, hashes, valid)
         val = samples.subset(val_idx)
         if _paths_digest(val) == prov["val_paths_sha"]:
             return val

@@ -13,6 +13,8 @@ from tumorlens.data.splits import (
     PatientLeakageError,
     PatientLeakageWarning,
     check_no_patient_overlap,
+    grouped_split,
+    near_duplicate_groups,
     patient_group_split,
     patient_kfold,
     split_patient_overlap,
@@ -79,3 +81,49 @@ def test_overlap_check_names_the_shared_patients():
 def test_patient_split_needs_patient_ids():
     with pytest.raises(ValueError, match="patient ids"):
         patient_group_split(_tiny_set(patients=False))
+
+
+def _twin_set(seed=0):
+    """200 slices without patient ids; slices 0-119 come in 60 near-twin pairs (2 bits apart, same
+    label), as the Kaggle Training folder's re-encoded copies do; the rest are unrelated."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 2**63, size=140, dtype=np.uint64)
+    hashes = np.concatenate([np.repeat(base[:60], 2), base[60:]])
+    hashes[1:120:2] ^= np.uint64(0b101)  # the second of each pair differs in 2 bits
+    labels = np.concatenate([np.repeat(np.arange(60) % 4, 2), np.arange(80) % 4])
+    classes = ["a", "b", "c", "d"]
+    img = np.zeros((4, 4), np.float32)
+    ds = SampleSet([Sample(img, classes[k], path=f"{i}.png") for i, k in enumerate(labels)], classes)
+    return ds, hashes
+
+
+def test_near_duplicate_groups_join_chains_of_twins():
+    x = np.uint64(0x0123456789ABCDEF)
+    chain = np.array([x, x ^ np.uint64(0b11), x ^ np.uint64(0b1111), ~x], dtype=np.uint64)  # a-b 2, b-c 2, a-c 4 bits
+    valid = np.array([True, True, True, True])
+    groups = near_duplicate_groups(chain, valid, threshold=2)
+    assert groups[0] == groups[1] == groups[2] != groups[3]
+    valid[1] = False  # without its hash the middle slice is alone, and the chain breaks
+    groups = near_duplicate_groups(chain, valid, threshold=2)
+    assert len(set(groups.tolist())) == 4
+
+
+def test_grouped_split_keeps_near_twins_on_one_side_where_a_slice_split_does_not():
+    ds, hashes = _twin_set()
+    groups = near_duplicate_groups(hashes, np.ones(len(hashes), bool), threshold=2)
+    pairs = [(2 * k, 2 * k + 1) for k in range(60)]
+
+    def split_twins(val):
+        val = set(val.tolist())
+        return sum((a in val) != (b in val) for a, b in pairs)
+
+    tr, va = grouped_split(ds, groups, 0.2, seed=0)
+    assert split_twins(va) == 0 and len(tr) + len(va) == len(ds)
+    assert 0.15 < len(va) / len(ds) < 0.25 and set(ds.labels()[i] for i in va) == set(ds.classes)
+    assert split_twins(stratified_split(ds, 0.2, seed=0)[1]) > 10  # the slice split separates many pairs
+    tr_d, va_d, how = train_val_split(ds, 0.2, 0, hashes=hashes, threshold=2)
+    np.testing.assert_array_equal(va_d, va)
+    assert how == "near-duplicate-grouped (Hamming <= 2)"
+    assert train_val_split(ds, 0.2, 0)[2] == "stratified"  # without hashes: by slice
+    with pytest.raises(Exception, match="group ids for"):
+        grouped_split(ds, groups[:10], 0.2)

@@ -1,8 +1,14 @@
-"""Train/validation splits that do not leak: by patient whenever patient ids exist.
+"""Train/validation splits that do not leak: by patient whenever patient ids exist, else by groups
+of near-duplicate slices.
 
 Slices of one patient are near-identical neighbours; a split that puts one patient on both sides
-measures recall of that patient, not generalisation. So:
-- `train_val_split` is what callers should use: patient-grouped when ids exist, else stratified.
+measures recall of that patient, not generalisation. A set without patient ids (the Kaggle set) has
+the same problem through its near twins: a stratified split of its Training folder put a near twin
+of a training slice beside 4 in 10 validation slices. So:
+- `train_val_split` is what callers should use: patient-grouped when ids exist, else grouped by
+  near duplicates when the caller has the slices' perceptual hashes, else stratified.
+- `near_duplicate_groups` joins slices within a Hamming threshold into connected components (a
+  chain of near twins is one group), which `grouped_split` keeps on one side.
 - `stratified_split` on a set that has patient ids warns (PatientLeakageWarning).
 - `check_no_patient_overlap` raises PatientLeakageError naming the shared patients.
 All functions return index arrays into the given SampleSet and are deterministic for a seed.
@@ -13,7 +19,11 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
+
+from tumorlens.data.hash_index import pairs_within
 
 from tumorlens.data.errors import DatasetError
 from tumorlens.data.sample import SampleSet
@@ -76,18 +86,44 @@ def patient_group_split(ds: SampleSet, val_fraction: float = 0.2, seed: int = 0)
 
 def patient_kfold(ds: SampleSet, k: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """k (train, val) folds; each patient is in exactly one validation fold."""
-    y, groups = _labels(ds), _patients(ds)
-    n_patients = len(set(groups))
-    if k < 2 or k > n_patients:
-        raise DatasetError(f"{ds.root or 'dataset'}: need 2 <= k <= number of patients ({n_patients}), got k={k}")
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():
-        # sklearn warns when a class has fewer patients than folds; the folds are still valid.
-        warnings.simplefilter("ignore", UserWarning)
-        folds = [(np.sort(tr), np.sort(va)) for tr, va in splitter.split(np.zeros(len(ds)), y, groups)]
+    folds = _group_kfold(ds, _patients(ds), k, seed, "patients")
     for tr, va in folds:
         check_no_patient_overlap(ds, tr, va)
     return folds
+
+
+def _group_kfold(ds: SampleSet, groups: np.ndarray, k: int, seed: int, what: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    y = _labels(ds)
+    n_groups = len(set(groups.tolist()))
+    if k < 2 or k > n_groups:
+        raise DatasetError(f"{ds.root or 'dataset'}: need 2 <= k <= number of {what} ({n_groups}), got k={k}")
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        # sklearn warns when a class has fewer groups than folds; the folds are still valid.
+        warnings.simplefilter("ignore", UserWarning)
+        return [(np.sort(tr), np.sort(va)) for tr, va in splitter.split(np.zeros(len(ds)), y, groups)]
+
+
+def near_duplicate_groups(hashes: np.ndarray, valid: np.ndarray, threshold: int) -> np.ndarray:
+    """A group id per slice: the connected components of the graph whose edges join two slices
+    within `threshold` bits of each other. A slice without a hash (blank, unreadable) is alone."""
+    hashes, valid = np.asarray(hashes, dtype=np.uint64), np.asarray(valid, dtype=bool)
+    idx = np.flatnonzero(valid)
+    i, j, _ = pairs_within(hashes[idx], None, threshold)
+    n = len(hashes)
+    graph = coo_matrix((np.ones(len(i), np.int8), (idx[i], idx[j])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def grouped_split(ds: SampleSet, groups: np.ndarray, val_fraction: float = 0.2,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices with every group on one side and class proportions kept as well as whole
+    groups allow; the validation share is 1/round(1/val_fraction), as in patient_group_split."""
+    _check_fraction(val_fraction)
+    groups = np.asarray(groups)
+    if len(groups) != len(ds):
+        raise DatasetError(f"{len(groups)} group ids for {len(ds)} slices")
+    return _group_kfold(ds, groups, max(2, int(round(1.0 / val_fraction))), seed, "groups")[0]
 
 
 def stratified_kfold(ds: SampleSet, k: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -97,11 +133,18 @@ def stratified_kfold(ds: SampleSet, k: int = 5, seed: int = 0) -> list[tuple[np.
     return [(np.sort(tr), np.sort(va)) for tr, va in splitter.split(np.zeros(len(ds)), y)]
 
 
-def train_val_split(ds: SampleSet, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The split to use by default: by patient when every slice has a patient id, else stratified."""
+def train_val_split(ds: SampleSet, val_fraction: float = 0.2, seed: int = 0, hashes: np.ndarray | None = None,
+                    valid: np.ndarray | None = None, threshold: int | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """The split to use by default, and its name: by patient when every slice has a patient id; else,
+    given the slices' perceptual hashes (data.checks.hash_samples) and a Hamming threshold, by groups
+    of near duplicates; else stratified by slice."""
     if ds.has_patients():
-        return patient_group_split(ds, val_fraction, seed)
-    return stratified_split(ds, val_fraction, seed)
+        return (*patient_group_split(ds, val_fraction, seed), "patient-grouped")
+    if hashes is not None and threshold is not None:
+        valid = np.ones(len(hashes), bool) if valid is None else valid
+        groups = near_duplicate_groups(hashes, valid, threshold)
+        return (*grouped_split(ds, groups, val_fraction, seed), f"near-duplicate-grouped (Hamming <= {threshold})")
+    return (*stratified_split(ds, val_fraction, seed), "stratified")
 
 
 def check_no_patient_overlap(ds: SampleSet, *index_sets) -> None:

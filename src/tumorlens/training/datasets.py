@@ -36,10 +36,11 @@ class AugmentedImageDataset(Dataset):
     the memory; 7,000 slices at 224 px are 0.7 GB)."""
 
     def __init__(self, base: np.ndarray, labels: np.ndarray, recipe: PreprocessRecipe, acquisition=None, outside=None,
-                 removal=None):
+                 removal=None, soft: np.ndarray | None = None):
         self.base, self.recipe, self.acquisition, self.outside = base, recipe, acquisition, outside
         self.removal = removal  # tumorlens.training.tumor_removal.TumorRemoval: may relabel the image
         self.labels = torch.as_tensor(labels, dtype=torch.long)
+        self.soft = soft  # (N, C) a teacher's soft targets on the clean view (training/distill.py), or None
 
     def __len__(self) -> int:
         return len(self.base)
@@ -53,7 +54,12 @@ class AugmentedImageDataset(Dataset):
             img, label = self.removal(img, i, label)
         if self.outside is not None:
             img = self.outside(img, i)
-        return torch.from_numpy(self.recipe.normalize(img)[None]), torch.tensor(label)
+        x = torch.from_numpy(self.recipe.normalize(img)[None])
+        if self.soft is None:
+            return x, torch.tensor(label)
+        # a relabelled (tumor-removed) view keeps its hard label as target: the teacher never saw it
+        soft = self.soft[i] if label == int(self.labels[i]) else np.eye(self.soft.shape[1], dtype=np.float32)[label]
+        return x, torch.tensor(label), torch.from_numpy(soft)
 
 
 def prepare_per_image(samples: SampleSet, recipe: PreprocessRecipe, need_before_intensity: bool, need_regions: bool):
@@ -80,11 +86,14 @@ def prepare_per_image(samples: SampleSet, recipe: PreprocessRecipe, need_before_
 class TensorImageDataset(Dataset):
     """Preprocessed images and label indices; augmentation happens per batch in the training step."""
 
-    def __init__(self, images: torch.Tensor, labels: np.ndarray):
+    def __init__(self, images: torch.Tensor, labels: np.ndarray, soft: np.ndarray | None = None):
         self.images, self.labels = images, torch.as_tensor(labels, dtype=torch.long)
+        self.soft = soft  # (N, C) a teacher's soft targets (training/distill.py), or None
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i):
-        return self.images[i], self.labels[i]
+        if self.soft is None:
+            return self.images[i], self.labels[i]
+        return self.images[i], self.labels[i], torch.from_numpy(self.soft[i])

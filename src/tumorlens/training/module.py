@@ -39,11 +39,11 @@ class Classifier(L.LightningModule):
         return self.net(x.contiguous(memory_format=self.memory_format))
 
     def training_step(self, batch, _):
-        x, y = batch
+        x, y, *soft = batch  # soft: a teacher's targets when distilling (training/distill.py)
         if self.augment is not None:
             x = self.augment(x)
         logits = self(x)
-        loss = self.loss(logits, y)
+        loss = self.loss(logits, y, *soft)
         self.train_acc(logits, y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)

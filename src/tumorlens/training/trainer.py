@@ -28,6 +28,7 @@ from tumorlens.training.acquisition import Acquisition
 from tumorlens.training.augment import augment_preset, make_augment
 from tumorlens.training.augment_presets import PER_IMAGE_PRESETS
 from tumorlens.training.curves import read_log, save_curves
+from tumorlens.training.distill import DistillationLoss, check_distill, teacher_targets
 from tumorlens.training.datasets import AugmentedImageDataset, TensorImageDataset, prepare_per_image, preprocess_all
 from tumorlens.training.losses import balanced_class_weights, make_loss
 from tumorlens.training.module import Classifier
@@ -70,10 +71,19 @@ class TrainConfig:
     # images whose tumor is removed and which are relabelled as the tumor-free class; 0 = off
     tumor_removal_p: float = 0.0
     segmenter: str | None = None  # its masks where a slice has no expert mask; None = the bundled one
+    # distillation across the intervention (training/distill.py): a model file whose soft predictions on
+    # the clean training slices the student learns from its edited views; None = off
+    teacher: str | None = None
+    distill_weight: float = 0.5  # share of the soft term in the loss
+    distill_temperature: float = 2.0
     patience: int = 4
     seed: int = 0
     # draws the validation split; None: the same as seed. Fix it to compare seeds on one validation set.
     split_seed: int | None = None
+    # a set without patient ids: "near-duplicates" keeps each group of near-twin slices (the data
+    # check's perceptual hashes and threshold) on one side of the split; "none" splits by slice, as
+    # runs before issue 27 did (a near twin of a training slice beside 4 in 10 validation slices)
+    val_grouping: str = "near-duplicates"
     devices: int | str = 1
     num_nodes: int = 1
     accelerator: str = "auto"
@@ -95,7 +105,6 @@ class TrainResult:
 
 def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     from tumorlens.data.sources import open_dataset
-    from tumorlens.data.splits import stratified_split, patient_group_split
 
     started = time.time()
     augment_preset(config.augment)  # an unknown name fails before any data is read
@@ -103,6 +112,12 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
     if not 0 <= config.outside_p <= 1:
         raise TumorlensError(f"--outside-p must lie in [0, 1], got {config.outside_p}")
     check_removal_p(config.tumor_removal_p)
+    if config.teacher:
+        check_distill(config.distill_weight, config.distill_temperature)
+        if not Path(config.teacher).is_file():
+            raise TumorlensError(f"no teacher model at {config.teacher} (--teacher)")
+    if config.val_grouping not in VAL_GROUPINGS:
+        raise TumorlensError(f"--val-grouping must be one of {', '.join(VAL_GROUPINGS)}, got {config.val_grouping!r}")
     # so does a missing or damaged --resume file; its schedule length is checked once the run's is known
     resumed_total_steps = _resume_schedule_length(config.resume, config.trust_code) if config.resume else None
     L.seed_everything(config.seed, workers=True)
@@ -122,12 +137,10 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         raise TumorlensError(f"{config.data}: every training sample needs a label (class folder or metadata)")
 
     split_seed = config.seed if config.split_seed is None else config.split_seed
-    if samples.has_patients():
-        train_idx, val_idx = patient_group_split(samples, val_fraction=config.val_fraction, seed=split_seed)
-        split_method = "patient-grouped"
-    else:
-        train_idx, val_idx = stratified_split(samples, val_fraction=config.val_fraction, seed=split_seed)
-        split_method = "stratified"
+    # perceptual hashes of every image: they group near twins for the split, and the checkpoint keeps
+    # them so an audit can find near twins of its test images without the training data
+    hashes, valid = _hash_all(samples)
+    train_idx, val_idx, split_method, twins = _split(samples, config, split_seed, hashes, valid)
     train_set, val_set = samples.subset(train_idx), samples.subset(val_idx)
     classes = samples.classes
     recipe = PreprocessRecipe(
@@ -141,6 +154,8 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
             raise TumorlensError(f"no segmenter at {config.segmenter} (--segmenter); leave it out to use the bundled one")
     y_train, y_val = train_set.label_indices(), val_set.label_indices()
     train_ds, removal_masks = _training_dataset(config, train_set, y_train, recipe, classes)
+    if config.teacher:
+        train_ds.soft = teacher_targets(config.teacher, train_set, classes, config.distill_temperature)
     x_val = preprocess_all(val_set, recipe, "preprocessing validation images")
 
     background = float(recipe.normalize(np.zeros(1))[0])
@@ -157,6 +172,8 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
 
     weights = balanced_class_weights(y_train, len(classes)) if config.class_weights else None
     loss = make_loss(config.loss, weights, config.label_smoothing, config.focal_gamma)
+    if config.teacher:
+        loss = DistillationLoss(loss, config.distill_weight, config.distill_temperature)
     net = build_model(config.model, len(classes), pretrained=config.pretrained)
     module = Classifier(
         net, loss, len(classes), lr=config.lr, weight_decay=config.weight_decay,
@@ -219,10 +236,12 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         "split_method": split_method,
         "n_train": len(train_set),
         "n_val": len(val_set),
+        # validation slices with a near twin (the data check's threshold) among the training slices
+        "val_with_twin_in_train": twins,
         "val_paths_sha": _paths_digest(val_set),
         # perceptual hashes of every image the model saw (train + validation), so an audit can find
         # near twins of its test images anywhere, without the training data on the machine
-        "train_phash": training_hashes(samples),
+        "train_phash": [f"{int(h):016x}" for h in hashes[valid]],
         "skipped_files": len(samples.skipped),
         "tumor_removal_masks": removal_masks,
         "tumor_removal_logit_shift": label_shift,
@@ -275,11 +294,30 @@ def _training_dataset(config: TrainConfig, train_set: SampleSet, y_train: np.nda
                                  outside=randomiser, removal=removal), mask_counts
 
 
-def training_hashes(samples: SampleSet) -> list[str]:
+VAL_GROUPINGS = ("near-duplicates", "none")
+
+
+def _hash_all(samples: SampleSet) -> tuple[np.ndarray, np.ndarray]:
     from tumorlens.data.checks import hash_samples
 
-    hashes, valid = hash_samples(samples.samples, progress=False)
-    return [f"{int(h):016x}" for h, ok in zip(hashes, valid) if ok]
+    return hash_samples(samples.samples, progress=True)
+
+
+def _split(samples: SampleSet, config: TrainConfig, seed: int, hashes: np.ndarray | None, valid: np.ndarray | None):
+    """(train, val, how it was split, validation slices with a near twin in training; None without hashes)."""
+    from tumorlens.data.checks import DEFAULT_HAMMING, nearest_distance
+    from tumorlens.data.splits import stratified_split, train_val_split
+
+    if config.val_grouping == "none" and not samples.has_patients():
+        train, val = stratified_split(samples, val_fraction=config.val_fraction, seed=seed)
+        how = "stratified"
+    else:
+        train, val, how = train_val_split(samples, config.val_fraction, seed, hashes, valid, DEFAULT_HAMMING)
+    if hashes is None:
+        return train, val, how, None
+    tr, va = train[valid[train]], val[valid[val]]
+    twins = int((nearest_distance(hashes[va], hashes[tr]) <= DEFAULT_HAMMING).sum()) if len(tr) and len(va) else 0
+    return train, val, how, twins
 
 
 def _paths_digest(samples: SampleSet) -> str:
