@@ -11,6 +11,7 @@ Ray is an optional extra (`pip install 'tumorlens[ray]'`) and is imported only b
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -54,6 +55,15 @@ def _map_items(batch: dict, make_worker: Callable[[], Callable[[Any], Any]]) -> 
     return _Actor(make_worker)(batch)
 
 
+def worker_env() -> dict[str, str]:
+    """The process settings of the command line (runtime.py) for the workers, set before they load
+    torch: OpenMP threads wait passively, and TUMORLENS_MALLOC as here."""
+    env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    if "TUMORLENS_MALLOC" in os.environ:
+        env["TUMORLENS_MALLOC"] = os.environ["TUMORLENS_MALLOC"]
+    return env
+
+
 class _Actor:
     """One actor of the pool: builds the worker once, then maps each item of a batch through it.
     Items and results cross as cloudpickle bytes, so any picklable object travels as it is."""
@@ -61,6 +71,9 @@ class _Actor:
     def __init__(self, make_worker: Callable[[], Callable[[Any], Any]]):
         from ray import cloudpickle
 
+        from tumorlens.memory import reuse_freed_memory
+
+        reuse_freed_memory()  # as the command line does (runtime.py); OMP_WAIT_POLICY comes with WORKER_ENV
         self._pickle = cloudpickle
         self.work = make_worker()
 
@@ -96,7 +109,8 @@ def ordered_map(make_worker: Callable[[], Callable[[Any], Any]], items: Sequence
     ctx.enable_progress_bars = False  # our own bar counts images
     ds = ray.data.from_items([{"item": cloudpickle.dumps(it)} for it in items],
                              override_num_blocks=max(1, len(items)))
-    common = dict(batch_size=1, batch_format="numpy", num_cpus=max(1, cpus // workers))
+    common = dict(batch_size=1, batch_format="numpy", num_cpus=max(1, cpus // workers),
+                  runtime_env={"env_vars": worker_env()})
     if actors:
         mapped = ds.map_batches(_Actor, fn_constructor_args=(make_worker,),
                                 compute=ray.data.ActorPoolStrategy(size=workers), **common)

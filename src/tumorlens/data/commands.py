@@ -32,7 +32,7 @@ def check(
     val_fraction: float = typer.Option(0.2, "--val-fraction", help="validation share for --simulate-split"),
     seed: int = typer.Option(0, "--seed"),
     ray: Optional[str] = typer.Option(None, "--ray", help="read, hash and measure the images on a Ray cluster: "
-                                      "'auto' or its address (needs tumorlens[ray]; workers read the same paths)"),
+                                      "'auto' or its address (needs the ray extra; workers read the same paths)"),
     ray_workers: Optional[int] = typer.Option(None, "--ray-workers", help="Ray workers (default: one per CPU)"),
 ) -> None:
     """Counts per class and split, sizes, channels and intensity by class, corrupt files, near duplicates."""
