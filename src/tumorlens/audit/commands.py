@@ -51,8 +51,8 @@ def register(app: typer.Typer) -> None:
         figshare_reference: Path | None = typer.Option(None, "--figshare-reference", help="a figshare folder: agreement "
                                                        "of predicted and expert masks on the slices both sets share"),
         ray: str | None = typer.Option(None, "--ray", help="run the per-image work on a Ray cluster: 'auto' (the "
-                                       "one `ray start` made here, else a local one) or its address; needs "
-                                       "tumorlens[ray], and every worker must read the same --data and --model paths"),
+                                       "one `ray start` made here, else a local one) or its address; needs the "
+                                       "ray extra, and every worker must read the same --data and --model paths"),
         ray_workers: int | None = typer.Option(None, "--ray-workers", help="Ray workers (default: one per CPU of the "
                                                "cluster)"),
         model_options: dict | None = None,
