@@ -2,7 +2,10 @@
 
 usage: python scripts/ship_default_model.py RUN_DIR
 RUN_DIR holds model.pt (from `tumorlens train`) and testing/metrics.json (from `tumorlens evaluate`).
-Optional, each into the card when present: RUN_DIR/audit/summary.json (`tumorlens audit` on Kaggle
+Before the copy, the monitoring reference profile (tumorlens.monitoring) is computed on the run's
+validation split (recomputed from the provenance's data, split seed and val fraction) and stored in
+model.pt; `python scripts/ship_default_model.py --reference CHECKPOINT` does only that, for a model
+already shipped. Optional, each into the card when present: RUN_DIR/audit/summary.json (`tumorlens audit` on Kaggle
 Testing), RUN_DIR/audit_figshare/summary.json (the same audit on figshare, whose expert masks make the
 counterfactual check meaningful) and RUN_DIR/compare/comparison.json (`tumorlens compare` of the
 previous default's audit with this one's).
@@ -17,6 +20,8 @@ from pathlib import Path
 
 from tumorlens.assets import ASSETS
 from tumorlens.models import load_model
+from tumorlens.monitoring.reference import store_reference
+from tumorlens.serve.reference import reference_for
 from tumorlens.training.augment import AUGMENT_PRESETS, augment_preset
 
 MAX_MB = 25
@@ -99,11 +104,21 @@ def figshare_counterfactuals(run: Path) -> str:
                       f"(expert tumor masks):", ""] + [f"- {f}" for f in findings or ["counterfactuals: not run"]])
 
 
+def add_reference(ckpt: Path) -> None:
+    """The monitoring reference of the checkpoint's model, from its own validation split, stored in it."""
+    model = load_model(ckpt)
+    profile = reference_for(model, model.provenance["data"])
+    store_reference(ckpt, profile)
+    print(f"monitoring reference of {ckpt}: {profile.n} slices of {profile.source}; accuracy {profile.accuracy:.4f}, "
+          f"estimated {profile.expected_accuracy:.4f}; version now {load_model(ckpt).version}")
+
+
 def main(run: Path) -> None:
     ckpt = run / "model.pt"
     size_mb = ckpt.stat().st_size / 2**20
     if size_mb > MAX_MB:
         sys.exit(f"{ckpt} is {size_mb:.1f} MB; the package allows {MAX_MB} MB")
+    add_reference(ckpt)  # before loading for the card: it changes the file, so the version
     model = load_model(ckpt)
     testing = json.loads((run / "testing" / "metrics.json").read_text())
     p = model.provenance
@@ -169,6 +184,9 @@ Measured by `tumorlens evaluate --model src/tumorlens/assets/default_model.pt --
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) == 3 and sys.argv[1] == "--reference":
+        add_reference(Path(sys.argv[2]))
+    elif len(sys.argv) == 2:
+        main(Path(sys.argv[1]))
+    else:
         sys.exit(__doc__)
-    main(Path(sys.argv[1]))
