@@ -120,6 +120,10 @@ def save_checkpoint(
         "metrics": metrics or {},
         "state_dict": state,
     }
+    return _save_atomically(payload, path)
+
+
+def _save_atomically(payload: dict, path: Path) -> Path:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)  # never leave a half-written checkpoint behind
@@ -132,10 +136,7 @@ def add_to_checkpoint(path: str | Path, key: str, value) -> Path:
     path = Path(path)
     payload = read_checkpoint(path)
     payload[key] = value
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    return _save_atomically(payload, path)
 
 
 def read_checkpoint(path: str | Path) -> dict:
