@@ -56,6 +56,7 @@ def timeline_png(report: dict) -> str | None:
         ax.plot(x, y, ".-", lw=1, label=LABELS.get(name, name))
     ax.axhline(-np.log10(alpha), color="#e53935", ls="--", label=f"alert (adjusted p < {alpha:g})")
     ax.set_yscale("symlog", linthresh=2)
+    ax.set_ylim(bottom=0)
     ax.set_title("Input and output drift: -log10 adjusted p (KS)")
     if names:
         ax.legend(fontsize=6, ncol=2)
@@ -67,7 +68,7 @@ def timeline_png(report: dict) -> str | None:
         share = np.array([w["classes"]["counts"].get(c, 0) / max(w["answered"], 1) for w in windows])
         ax.bar(x, share, bottom=bottom, label=c)
         bottom += share
-    ax.set_title("Predicted classes")
+    ax.set_title("Predicted classes (a gap: answers withheld by the input check)")
     ax.legend(fontsize=7)
 
     ax = axes[1, 1]
