@@ -16,6 +16,7 @@ from serve_support import API_KEY, CLASSES, make_checkpoint, png
 from tumorlens.cli import app as cli_app
 from tumorlens.models.checkpoint import load_model
 from tumorlens.monitoring.drift import Thresholds, compare_window
+from tumorlens.monitoring.html import write_monitoring_report
 from tumorlens.monitoring.reference import ReferenceProfile, stored_reference, store_reference
 from tumorlens.serve.app import create_app
 from tumorlens.serve.audit_trail import AuditTrail
@@ -66,7 +67,7 @@ def replay(client, images) -> None:
 
 
 def test_drift_is_flagged_on_a_shifted_replay_and_not_on_an_unshifted_one(served):
-    app, client, _ = served
+    app, client, tmp = served
     ref = app.state.service.reference
     assert ref.n == 60 and ref.accuracy is not None and "all 60 slices" in ref.source
     rng = np.random.default_rng(1)
@@ -83,6 +84,8 @@ def test_drift_is_flagged_on_a_shifted_replay_and_not_on_an_unshifted_one(served
     drifting = {f["feature"] for f in shifted["windows"][-1]["features"] if f["alert"]}
     assert drifting & {"head_mean", "head_p10", "head_p90"}, shifted["alerts"]
     assert shifted["windows"][0]["alerts"] == []  # the earlier, unshifted window stays clean
+    page = write_monitoring_report(shifted, tmp / "report")[0].read_text()  # what `tumorlens monitor` writes
+    assert "data:image/png;base64," in page and "input drift" in page
 
 
 def test_the_monitoring_endpoint_needs_a_key(served):
