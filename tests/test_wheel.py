@@ -12,7 +12,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
 ASSETS = ("tumorlens/assets/default_model.pt", "tumorlens/assets/segmenter.pt", "tumorlens/assets/MODEL_CARD.md",
-          "tumorlens/audit/templates/report.html.j2", "tumorlens/serve/static/index.html")
+          "tumorlens/audit/templates/report.html.j2", "tumorlens/serve/static/index.html",
+          "tumorlens/monitoring/templates/monitoring.html.j2")
 
 
 def test_the_wheel_holds_the_assets_and_works_alone(tmp_path):
