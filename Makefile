@@ -46,6 +46,8 @@ default-model: $(STAMP)
 	$(BIN)/tumorlens audit --model src/tumorlens/assets/default_model.pt --data $(DATA) --out runs/previous/audit
 	$(BIN)/tumorlens compare runs/previous/audit runs/default/audit --out runs/default/compare
 	$(BIN)/python scripts/ship_default_model.py runs/default
+	# the input check's reference statistics (segmenter features of both datasets' training slices)
+	$(BIN)/python scripts/build_input_reference.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

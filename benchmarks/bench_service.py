@@ -238,7 +238,7 @@ def bench_checks() -> list[str]:
     from tumorlens.data.preprocess import PreprocessRecipe
     from tumorlens.serve.attention import tumor_candidates
     from tumorlens.serve.decode import decode_upload
-    from tumorlens.serve.ood import check_input
+    from tumorlens.inputcheck.rules import check_rules as check_input
     from tumorlens.serve.settings import ServeSettings
 
     settings = ServeSettings()

@@ -52,6 +52,16 @@ def head_slice(size: int = 128, tumor: bool = True, seed: int = 0) -> np.ndarray
     return np.clip(img + noise * (img > 0), 0, 255).astype(np.uint8)
 
 
+def mri_slice(size: int = 128, tumor: bool = True, seed: int = 0) -> np.ndarray:
+    """uint8 real brain MRI slice (a bundled Kaggle Testing sample, resized): what the input check
+    (tumorlens.inputcheck) lets through, unlike head_slice's drawn phantom, which it flags."""
+    from tumorlens.assets import sample_dir
+
+    files = sorted((sample_dir("kaggle") / ("glioma" if tumor else "notumor")).glob("*.jpg"))
+    img = cv2.imread(str(files[seed % len(files)]), cv2.IMREAD_GRAYSCALE)
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+
+
 def chest_xray(size: int = 256) -> np.ndarray:
     """A frame-filling radiograph-like picture: soft tissue to the edges, dark lungs, spine, ribs."""
     img = np.full((size, size), 150, np.uint8)
@@ -124,9 +134,9 @@ def nifti(volume: np.ndarray, gz: bool = False) -> bytes:
     return gzip.compress(data, compresslevel=1) if gz else data
 
 
-def head_volume(n: int = 5, size: int = 64) -> np.ndarray:
-    """(x, y, z) volume whose axial slices are head slices (the middle ones with a tumor)."""
-    return np.stack([head_slice(size, tumor=abs(k - n // 2) <= 1, seed=k).T for k in range(n)], axis=2)
+def head_volume(n: int = 5, size: int = 128) -> np.ndarray:
+    """(x, y, z) volume whose axial slices are real MRI slices (mri_slice; the middle ones with a tumor)."""
+    return np.stack([mri_slice(size, tumor=abs(k - n // 2) <= 1, seed=k).T for k in range(n)], axis=2)
 
 
 def free_port() -> int:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from tumorlens.serve.app import create_app
 from tumorlens.serve.settings import ServeSettings
 
-from serve_support import head_slice
+from serve_support import head_slice, mri_slice
 
 CLASSES = ["glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"]
 
@@ -63,7 +63,7 @@ def test_a_black_box_serves_occlusion_only(tmp_path):
         assert model["service"]["explain_methods"] == ["occlusion"]
         assert model["service"]["default_method"] == "occlusion"
         assert model["service"]["slow_methods"] == ["occlusion"]  # many passes per map: the slow lane
-        r = c.post("/v1/predict", files={"file": ("x.png", png(head_slice()), "image/png")})
+        r = c.post("/v1/predict", files={"file": ("x.png", png(mri_slice()), "image/png")})
         assert r.status_code == 200 and r.json()["predicted_class"] == "glioma"
         r = c.post("/v1/explain?method=gradcam", files={"file": ("x.png", png(head_slice()), "image/png")})
         assert r.status_code == 422 and "occlusion" in r.json()["error"]["message"]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from serve_support import API_KEY, head_slice, jpeg, make_checkpoint, nifti, png
+from serve_support import API_KEY, head_slice, jpeg, make_checkpoint, mri_slice, nifti, png
 from tumorlens.serve.app import create_app
 from tumorlens.serve.audit_trail import AuditTrailError
 from tumorlens.serve.auth import AuthConfigError
@@ -64,12 +64,12 @@ def predict(client, data: bytes, name="x.png", **kw):
 
 
 def test_prediction_fields(client):
-    r = predict(client, png(head_slice()))
+    r = predict(client, png(mri_slice()))
     assert r.status_code == 200
     body = r.json()
     assert body["predicted_class"] == "pituitary" and body["confidence"] > 0.9
     assert abs(sum(body["probabilities"].values()) - 1) < 1e-3
-    assert body["input"] == {"format": "PNG", "filename": "x.png", "sha256": hashlib.sha256(png(head_slice())).hexdigest(),
+    assert body["input"] == {"format": "PNG", "filename": "x.png", "sha256": hashlib.sha256(png(mri_slice())).hexdigest(),
                              "width": 128, "height": 128, "slices": 1}
     assert "not a diagnosis" in body["disclaimer"]
 
@@ -78,13 +78,13 @@ def test_low_confidence_is_flagged(tmp_path):
     path = make_checkpoint(tmp_path / "flat.pt")  # untrained: near-uniform probabilities
     app = create_app(ServeSettings(model_path=path, auth=False, db_url=f"sqlite:///{tmp_path / 'a.sqlite'}"))
     with TestClient(app) as c:
-        body = predict(c, png(head_slice())).json()
+        body = predict(c, png(mri_slice())).json()
     assert body["status"] == "uncertain" and body["confidence"] < 0.5
     assert [w["code"] for w in body["warnings"]] == ["low_confidence"]
 
 
 def test_every_prediction_is_in_the_audit_trail_without_pixels(app, client):
-    data = jpeg(head_slice(seed=5))
+    data = jpeg(mri_slice(seed=5))
     r = predict(client, data, name="y.jpg")
     vol = predict(client, nifti(np.stack([head_slice(64, seed=k) for k in range(3)], axis=2)), name="v.nii")
     rows = app.state.audit.records(request_id=r.json()["request_id"])

@@ -13,7 +13,7 @@ from tumorlens.data.readers.images import read_image
 from tumorlens.data.readers.nifti import read_nifti
 from tumorlens.serve.decode import decode_upload
 from tumorlens.serve.errors import ServiceError
-from tumorlens.serve.ood import check_input
+from tumorlens.inputcheck.rules import check_rules as check_input
 from tumorlens.serve.settings import ServeSettings
 from tumorlens.serve.upload import sniff_format
 

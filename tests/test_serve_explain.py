@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from serve_support import chest_xray, colour_photo, head_slice, head_volume, jpeg, make_checkpoint, nifti, png
+from serve_support import chest_xray, colour_photo, head_slice, head_volume, jpeg, make_checkpoint, mri_slice, nifti, png
 from tumorlens.serve.app import create_app
 from tumorlens.serve.settings import ServeSettings
 
@@ -34,7 +34,7 @@ def decode_png(b64: str) -> np.ndarray:
 
 
 def test_explain_json(client):
-    r = explain(client, png(head_slice(160)))
+    r = explain(client, png(mri_slice(160)))
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["predicted_class"] == "glioma"

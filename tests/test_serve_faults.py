@@ -428,7 +428,7 @@ def test_non_mri_pictures_get_no_class_and_a_warning(client, name):
 
 
 def test_head_slices_pass_the_head_check():
-    from tumorlens.serve.ood import check_input
+    from tumorlens.inputcheck.rules import check_rules as check_input
 
     for seed in range(5):
         for tumor in (True, False):

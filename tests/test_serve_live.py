@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from serve_support import API_KEY, LiveServer, chest_xray, colour_photo, dicom, head_slice, head_volume, jpeg, \
-    make_checkpoint, nifti, png
+    make_checkpoint, mri_slice, nifti, png
 
 KEY = {"X-API-Key": API_KEY}
 
@@ -54,7 +54,7 @@ def png_with_header_size(width: int, height: int) -> bytes:
 
 
 def test_good_slice_gets_a_prediction_and_an_audit_row(client):
-    r = post(client, png(head_slice()))
+    r = post(client, png(mri_slice()))
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["predicted_class"] == "glioma" and body["status"] == "ok"
@@ -144,7 +144,7 @@ def test_dicom_without_pixel_data(client):
 
 
 def test_dicom_slice_is_predicted(client):
-    r = post(client, dicom(head_slice().astype(np.uint16) * 16), name="x.dcm")
+    r = post(client, dicom(mri_slice().astype(np.uint16) * 16), name="x.dcm")
     assert r.status_code == 200, r.text
     assert r.json()["input"]["format"] == "DICOM" and r.json()["status"] == "ok"
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from serve_support import head_slice, head_volume, make_checkpoint, nifti, png
+from serve_support import head_slice, head_volume, make_checkpoint, mri_slice, nifti, png
 from tumorlens.data.preprocess import PreprocessRecipe
 from tumorlens.serve.app import create_app
 from tumorlens.serve.settings import ServeSettings
@@ -131,7 +131,7 @@ def test_broken_segmenter_file_degrades_health_not_predictions(tmp_path, model_p
     broken = tmp_path / "seg.pt"
     broken.write_bytes(b"not a segmenter" * 100)
     with make_client(tmp_path, model_path, segmenter_path=broken) as c:
-        r = post(c, png(head_slice()))  # may arrive while the file is being read: it still gets its answer
+        r = post(c, png(mri_slice()))  # may arrive while the file is being read: it still gets its answer
         assert r.status_code == 200 and r.json()["predicted_class"] == "glioma" and r.json()["tumor"] is None
         assert c.app.state.service.segmenter.wait_ready(60) == "unavailable"
         health = c.get("/health")

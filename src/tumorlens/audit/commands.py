@@ -33,6 +33,9 @@ def register(app: typer.Typer) -> None:
         road_n: int = typer.Option(4, "--road-n", help="images of the comparison also scored by ROAD "
                                    "(noisy-imputation removal; ~1-10 s per image, level and explainer); 0 to skip"),
         data_checks: bool = typer.Option(True, "--data-checks/--no-data-checks", help="near twins and confounders"),
+        exclude_unlike_mri: bool = typer.Option(False, "--exclude-unlike-mri", help="leave out of the audit the images "
+                                                "the input check finds unlike brain MRI slices (by default they are "
+                                                "counted and shown in the report, and stay in)"),
         training_data: str | None = typer.Option(None, "--training-data",
                                                     help="the model's training data, to find audited images it has "
                                                     "seen: 'auto' (hashes stored in the checkpoint, else the folder it "
@@ -69,7 +72,8 @@ def register(app: typer.Typer) -> None:
                            training_data, class_map, seed, _robustness_n(robustness_n), options=dict(
                                predicted_masks=predicted_masks, segmenter=str(segmenter) if segmenter else None,
                                figshare_reference=str(figshare_reference) if figshare_reference else None,
-                               road_n=road_n, ray=ray, ray_workers=ray_workers), model_options=model_options)
+                               road_n=road_n, ray=ray, ray_workers=ray_workers,
+                               exclude_unlike_mri=exclude_unlike_mri), model_options=model_options)
         _print_verdict(summary, out)
         if compare is not None:
             from tumorlens.audit.compare_commands import print_comparison, run_compare

@@ -41,6 +41,9 @@ class AuditConfig:
     road_n: int = 4
     gallery_n: int = 8
     data_checks: bool = True
+    # audited images the input check (tumorlens.inputcheck) finds unlike brain MRI are counted and shown
+    # in the report; True leaves them out of the audit as well
+    exclude_unlike_mri: bool = False
     # the model's training data, to find audited images it has seen: "auto" (hashes stored in the
     # checkpoint, else the folder it names), "stored" (stored hashes only), "none", or a folder
     training_data: str | None = "auto"

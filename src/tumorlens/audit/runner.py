@@ -79,6 +79,29 @@ def _readable(image) -> bool:
     return True
 
 
+def screen_inputs(audited: SampleSet, cfg: AuditConfig) -> tuple[SampleSet, dict | None]:
+    """The input check over the audited images (tumorlens.inputcheck: is each a brain MRI slice?),
+    whatever the model: a count, the flagged files and thumbnails for the report. They stay in the
+    audit unless cfg.exclude_unlike_mri. Part of the data checks: skipped with them unless exclusion
+    is asked for."""
+    if not (cfg.data_checks or cfg.exclude_unlike_mri):
+        return audited, None
+    from tumorlens.inputcheck.summary import check_sample_set
+
+    summary, ok = check_sample_set(audited, cfg.progress, "input check (brain MRI?)")
+    summary["excluded"] = 0
+    if cfg.exclude_unlike_mri and not ok.all():
+        if not ok.any():
+            raise AuditError(f"{audited.root}: the input check finds every audited image unlike brain MRI; nothing "
+                             "is left to audit without --exclude-unlike-mri")
+        audited = audited.subset(np.flatnonzero(ok))
+        summary["excluded"] = int((~ok).sum())
+    if summary["flagged"]:
+        tqdm.write(f"warning: {summary['message']}" + (" (excluded: --exclude-unlike-mri)" if summary["excluded"] else
+                                                      "; they stay in the audit (--exclude-unlike-mri leaves them out)"))
+    return audited, summary
+
+
 # -- the image pass -------------------------------------------------------------------------------
 def image_pass(ctx: AuditContext, checks: Sequence[Check], timing: dict[str, float],
                load_model: Callable[[], TumorModel] | None = None) -> None:
@@ -154,6 +177,7 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     drop_unreadable(audited, cfg)
     if len(audited) == 0:
         raise AuditError(f"{samples.root}: none of the audited images could be read ({len(samples.skipped)} skipped)")
+    audited, input_check = screen_inputs(audited, cfg)
     ctx = AuditContext(model=model, samples=samples, audited=audited, audited_split=audited_split,
                        truth=truth_indices(model, audited), config=cfg, out=out)
 
@@ -200,6 +224,7 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
                  "skipped_files": len(samples.skipped), "has_masks": any(r.tumor is not None for r in ctx.records),
                  "mask_source": ctx.results["tumor_masks"].fill["mask_source"] if "tumor_masks" in ctx.results else None},
         "n_images": ctx.n,
+        "input_check": input_check,
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
     }
     thresholds: dict[str, str] = {}

@@ -21,8 +21,10 @@ def predict(model: Any, images: Any, *, spec: Any = None, trust_code: bool = Fal
         spec, trust_code, **spec_keys: as for audit.
 
     Returns:
-        list of {"class", "confidence", "probabilities": {class: p}}, one per image; for files also
-        "image" and "path" (a file found unreadable is left out, with a warning naming it).
+        list of {"class", "confidence", "probabilities": {class: p}, "input_check": {...}}, one per
+        image; for files also "image" and "path" (a file found unreadable is left out, with a warning
+        naming it). An image the input check finds unlike a brain MRI slice gets "warning" (and a
+        Python warning): its prediction is not meaningful.
     """
     from tumorlens.evaluation.predict import predict_samples, prediction_row, read_paths
     from tumorlens.models.loading import load_model
@@ -36,5 +38,12 @@ def predict(model: Any, images: Any, *, spec: Any = None, trust_code: bool = Fal
         rows, skipped = predict_samples(tm, read_paths([Path(p) for p in paths]))
         for s in skipped:
             warnings.warn(f"skipped {s['path']}: {s['reason']}", stacklevel=2)
-        return rows
-    return [prediction_row(tm.classes, p) for p in tm.predict_images([np.asarray(a, np.float32) for a in images])]
+    else:
+        from tumorlens.inputcheck import check_images
+
+        arrays = [np.asarray(a, np.float32) for a in images]
+        rows = [prediction_row(tm.classes, p, c) for p, c in zip(tm.predict_images(arrays), check_images(arrays))]
+    for i, r in enumerate(rows):
+        if "warning" in r:
+            warnings.warn(f"{r.get('path', f'image {i}')}: {r['warning']}", stacklevel=2)
+    return rows

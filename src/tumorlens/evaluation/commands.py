@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
             samples = open_dataset(data, class_map=parse_class_map(class_map) or None)
             result = run_evaluate(tm, samples, out, split=None if split == "all" else split, batch_size=batch_size)
         _print_summary(result)
+        if result["input_check"]["flagged"]:
+            typer.secho(f"warning: {result['input_check']['message']} (listed in metrics.json and predictions.csv)",
+                        fg=typer.colors.YELLOW, err=True)
         typer.echo(f"wrote {out}/metrics.json, predictions.csv, confusion_matrix.png, reliability.png")
 
     @app.command()
@@ -62,10 +65,15 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table("image", "class", "confidence", *[f"p({c})" for c in rows[0]["probabilities"]] if rows else [])
+        table = Table("image", "class", "confidence", *[f"p({c})" for c in rows[0]["probabilities"]] if rows else [],
+                      "input check")
         for r in rows:
-            table.add_row(r["image"], r["class"], f"{r['confidence']:.3f}", *[f"{p:.3f}" for p in r["probabilities"].values()])
+            table.add_row(r["image"], r["class"], f"{r['confidence']:.3f}", *[f"{p:.3f}" for p in r["probabilities"].values()],
+                          "[yellow]not like brain MRI[/yellow]" if "warning" in r else "ok")
         Console().print(table)
+        for r in rows:
+            if "warning" in r:
+                typer.secho(f"warning: {r['image']}: {r['warning']}", fg=typer.colors.YELLOW, err=True)
         for s in skipped:
             typer.secho(f"skipped {s['path']}: {s['reason']}", fg=typer.colors.YELLOW, err=True)
 

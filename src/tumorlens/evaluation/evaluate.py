@@ -15,6 +15,7 @@ from tumorlens.evaluation.figures import confusion_matrix_figure, reliability_fi
 from tumorlens.evaluation.inference import calibrated, predict_logits, truth_indices
 from tumorlens.evaluation.leakage import leakage_free_mask
 from tumorlens.evaluation.metrics import classification_metrics
+from tumorlens.inputcheck.summary import summarise
 from tumorlens.models.checkpoint import TumorModel
 
 
@@ -23,7 +24,8 @@ def evaluate(model: TumorModel, samples: SampleSet, out: Path, split: str | None
     out.mkdir(parents=True, exist_ok=True)
     evaluated = _choose_split(samples, split)
     truth_indices(model, evaluated)  # unknown classes fail before any pixel is read
-    logits = predict_logits(model, evaluated, batch_size, desc="evaluating")
+    checks: list = []
+    logits = predict_logits(model, evaluated, batch_size, desc="evaluating", checks=checks)
     truth = truth_indices(model, evaluated)  # again: predict_logits drops files found damaged
     probs = calibrated(model, logits)
     classes = model.classes
@@ -35,6 +37,7 @@ def evaluate(model: TumorModel, samples: SampleSet, out: Path, split: str | None
         "skipped_files": [vars(s) for s in samples.skipped],
         "all": classification_metrics(truth, probs, classes),
     }
+    result["input_check"] = summarise([s.path for s in evaluated.samples], checks)
     result["all"]["ece_uncalibrated"] = classification_metrics(truth, calibrated(model, logits, 1.0), classes)["ece"]
     keep = leakage_free_mask(samples, evaluated)
     if keep is not None:
@@ -55,6 +58,8 @@ def evaluate(model: TumorModel, samples: SampleSet, out: Path, split: str | None
         table[f"p_{c}"] = probs[:, i]
     if keep is not None:
         table["near_twin_in_training"] = ~keep
+    table["input_check_score"] = [c.score for c in checks]
+    table["input_check_warning"] = [c.message() for c in checks]
     table.to_csv(out / "predictions.csv", index=False)
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     return result

@@ -11,15 +11,22 @@ from tumorlens.models.checkpoint import TumorModel
 from tumorlens.models.softmax import temperature_softmax
 
 
-def predict_logits(model: TumorModel, samples: SampleSet, batch_size: int = 64, desc: str = "predicting") -> np.ndarray:
+def predict_logits(model: TumorModel, samples: SampleSet, batch_size: int = 64, desc: str = "predicting",
+                   checks: list | None = None) -> np.ndarray:
     """Uncalibrated logits (N, C); pixels are read and preprocessed chunk by chunk so memory stays flat.
 
     A file found damaged only now is left out: removed from `samples` and listed in its skipped
-    (SampleSet.drop_unreadable), so take labels from `samples` after this call."""
+    (SampleSet.drop_unreadable), so take labels from `samples` after this call.
+    checks: a list to receive the input check's verdict (tumorlens.inputcheck) of every image kept,
+    from the same read of the pixels."""
     chunks = []
     for chunk in samples.chunks(batch_size, progress=True, desc=desc):
         if chunk.images:
             chunks.append(model.logits(model.prepare(chunk.images), batch_size).numpy())
+            if checks is not None:
+                from tumorlens.inputcheck.check import check_samples
+
+                checks.extend(check_samples(chunk.samples, chunk.images))
     for skip in samples.drop_unreadable():
         tqdm.write(f"skipped {skip.path}: {skip.reason}")
     return np.concatenate(chunks) if chunks else np.empty((0, model.num_classes), dtype=np.float32)

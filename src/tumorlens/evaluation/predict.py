@@ -31,18 +31,26 @@ def read_paths(paths: Sequence[Path]) -> SampleSet:
     return SampleSet(samples, sorted({s.label for s in samples if s.label}), kind="paths", skipped=skipped)
 
 
-def prediction_row(classes: Sequence[str], probs) -> dict:
-    """One prediction as the CLI's JSON, the service and the Python API report it."""
+def prediction_row(classes: Sequence[str], probs, check=None) -> dict:
+    """One prediction as the CLI's JSON, the service and the Python API report it; with the input
+    check's verdict (tumorlens.inputcheck.InputCheck) and, when it flags the image, a warning."""
     k = int(probs.argmax())
-    return {"class": classes[k], "confidence": float(probs[k]),
-            "probabilities": {c: float(v) for c, v in zip(classes, probs)}}
+    row = {"class": classes[k], "confidence": float(probs[k]),
+           "probabilities": {c: float(v) for c, v in zip(classes, probs)}}
+    if check is not None:
+        row["input_check"] = check.to_dict()
+        if not check.ok:
+            row["warning"] = check.message()
+    return row
 
 
 def predict_samples(model, samples: SampleSet, batch_size: int = 64) -> tuple[list[dict], list[dict]]:
-    """Rows (image, path, class, confidence, probabilities) for every readable sample, read chunk by
-    chunk; the files found unreadable are returned beside them."""
-    probs = calibrated(model, predict_logits(model, samples, batch_size))
-    rows = [{"image": s.name, "path": s.path, **prediction_row(model.classes, p)} for s, p in zip(samples.samples, probs)]
+    """Rows (image, path, class, confidence, probabilities, input_check[, warning]) for every readable
+    sample, read chunk by chunk; the files found unreadable are returned beside them."""
+    checks: list = []
+    probs = calibrated(model, predict_logits(model, samples, batch_size, checks=checks))
+    rows = [{"image": s.name, "path": s.path, **prediction_row(model.classes, p, c)}
+            for s, p, c in zip(samples.samples, probs, checks)]
     return rows, [vars(s) for s in samples.skipped]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Iterable
 
 import numpy as np
@@ -22,7 +23,9 @@ def explain(model: Any, images: Iterable[np.ndarray], method: str | None = None,
         spec, trust_code, **spec_keys: as for audit.
 
     Returns:
-        tumorlens.explain.Explanation: heatmaps (N, S, S) in [0, 1], targets, method, layer.
+        tumorlens.explain.Explanation: heatmaps (N, S, S) in [0, 1], targets, method, layer, and
+        input_checks (tumorlens.inputcheck.InputCheck per image; a Python warning for each image
+        that looks unlike a brain MRI slice).
     """
     from tumorlens.explain.core import explain as _explain
     from tumorlens.explain.methods import ExplainError, method_unavailable, primary_method
@@ -33,4 +36,12 @@ def explain(model: Any, images: Iterable[np.ndarray], method: str | None = None,
     why = method_unavailable(tm, method)
     if why:
         raise ExplainError(f"{method} cannot explain this model: it {why}; use a gradient-free method (occlusion)")
-    return _explain(tm, tm.prepare([np.asarray(a, np.float32) for a in images]), method=method, targets=targets)
+    from tumorlens.inputcheck import check_images
+
+    arrays = [np.asarray(a, np.float32) for a in images]
+    result = _explain(tm, tm.prepare(arrays), method=method, targets=targets)
+    result.input_checks = check_images(arrays)
+    for i, c in enumerate(result.input_checks):
+        if not c.ok:
+            warnings.warn(f"image {i}: {c.message()}", stacklevel=2)
+    return result

@@ -49,5 +49,7 @@ def register(app: typer.Typer) -> None:
                                    params=params, alpha=alpha, cmap=cmap, mask_path=mask)
         for path, reason in result.skipped:
             typer.secho(f"skipped {path}: {reason}", fg=typer.colors.YELLOW, err=True)
+        for path, warning in result.flagged:
+            typer.secho(f"warning: {path}: {warning}", fg=typer.colors.YELLOW, err=True)
         kind = "comparison figures" if method.strip().lower() == "all" or "," in method else "overlays"
         typer.echo(f"wrote {len(result.outputs)} {kind} to {out}; predictions: {result.predictions_csv}")

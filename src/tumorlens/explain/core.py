@@ -35,6 +35,7 @@ class Explanation:
     method: str
     layer: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    input_checks: list | None = None  # tumorlens.inputcheck verdicts, where the caller ran the check
 
     def __len__(self) -> int:
         return len(self.heatmaps)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -14,6 +14,7 @@ import numpy as np
 from tumorlens.explain.core import explain
 from tumorlens.explain.methods import DEFAULT_METHOD, METHODS, ExplainError, gallery_order, method_spec
 from tumorlens.explain.overlays import compare_figure, overlay, save_png
+from tumorlens.inputcheck.check import check_samples
 
 
 @dataclass
@@ -22,6 +23,7 @@ class RunResult:
     outputs: list[Path]
     predictions_csv: Path
     skipped: list[tuple[str, str]]
+    flagged: list[tuple[str, str]] = field(default_factory=list)  # (path, warning): unlike brain MRI (tumorlens.inputcheck)
 
 
 def parse_params(items: Sequence[str]) -> dict[str, Any]:
@@ -134,13 +136,14 @@ def explain_files(model, path: Path, out: Path, method: str = DEFAULT_METHOD, ta
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(samples) * len(methods), desc="explain", unit="map")
-    rows, outputs, used_stems = [], [], set()
+    rows, outputs, used_stems, flagged = [], [], set(), []
     recipe = model.recipe
     try:
         for start in range(0, len(samples), batch_size):
             chunk = samples[start : start + batch_size]
             x = model.prepare([s.image for s in chunk])
             probs = model.probabilities(x)
+            checks = check_samples(chunk, [s.image for s in chunk])
             pred = probs.argmax(axis=1)
             targets = np.full(len(chunk), t) if t is not None else pred
             maps: dict[str, np.ndarray] = {}
@@ -180,7 +183,11 @@ def explain_files(model, path: Path, out: Path, method: str = DEFAULT_METHOD, ta
                     **{f"p_{c}": f"{probs[j, k]:.4f}" for k, c in enumerate(model.classes)},
                     "explained_class": tcls, "method": "all" if set(methods) == set(METHODS) else ",".join(methods),
                     "output": file.name,
+                    "input_check_score": "" if checks[j].score is None else f"{checks[j].score:.3f}",
+                    "input_check_warning": checks[j].message(),
                 })
+                if not checks[j].ok:
+                    flagged.append((s.path, checks[j].message()))
     finally:
         if bar is not None:
             bar.close()
@@ -189,4 +196,4 @@ def explain_files(model, path: Path, out: Path, method: str = DEFAULT_METHOD, ta
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["path"])
         writer.writeheader()
         writer.writerows(rows)
-    return RunResult(len(samples), outputs, csv_path, skipped)
+    return RunResult(len(samples), outputs, csv_path, skipped, flagged)

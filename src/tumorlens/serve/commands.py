@@ -44,6 +44,9 @@ def register(app: typer.Typer) -> None:
         segmenter: Path = typer.Option(None, "--segmenter",
                                        help="tumor segmenter for the outlines (default: the bundled one)"),
         no_segmenter: bool = typer.Option(False, "--no-segmenter", help="no tumor outlines (tumor: null)"),
+        no_learned_check: bool = typer.Option(False, "--no-learned-input-check", help="input check by the rules only, "
+                                              "without the learned detector (to measure its cost; it catches CT, "
+                                              "other body parts and phantoms that the rules let through)"),
         reference: Path = typer.Option(None, "--reference", help="dataset to compute the monitoring reference from at "
                                        "start-up, for a model without one (its validation split when the model's "
                                        "provenance names it, else every slice)"),
@@ -61,7 +64,7 @@ def register(app: typer.Typer) -> None:
                                  request_timeout_s=request_timeout, max_connections=max_connections,
                                  slow_budget_s=slow_budget, decode_memory_mb=decode_memory_mb,
                                  segmenter=not no_segmenter, segmenter_path=segmenter, model_options=model_options,
-                                 reference_data=reference)
+                                 reference_data=reference, learned_input_check=not no_learned_check)
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
             web = create_app(settings)

@@ -20,6 +20,9 @@ import numpy as np
 import torch
 
 from tumorlens.anatomy.regions import Regions
+from tumorlens.inputcheck.check import learned_scores, score_checks
+from tumorlens.inputcheck.result import Finding, InputCheck
+from tumorlens.inputcheck.rules import check_rules
 from tumorlens.models.checkpoint import TumorModel
 from tumorlens.monitoring.features import input_features
 from tumorlens.serve.attention import (
@@ -32,7 +35,6 @@ from tumorlens.serve.batching import Job, ModelRunner, Replica, run_batch
 from tumorlens.serve.decode import DecodedInput
 from tumorlens.serve.errors import ServiceError
 from tumorlens.serve.frozen import eager_logits, frozen_logits
-from tumorlens.serve.ood import Finding, InputCheck, check_input
 from tumorlens.serve.settings import ServeSettings
 from tumorlens.serve.slow_lane import SlowLane, is_slow
 
@@ -48,9 +50,14 @@ class SliceResult:
     check: InputCheck | None = None
     features: dict | None = None  # for monitoring (monitoring/features.py); None when it is off
 
+    def input_check(self) -> dict | None:
+        """The learned input check's score and threshold (schemas.InputCheckOut); None when unchecked."""
+        return None if self.check is None else {"score": self.check.score, "threshold": self.check.threshold}
+
     def to_dict(self) -> dict:
         d = {"status": self.status, "predicted_class": self.predicted_class, "confidence": self.confidence,
-             "probabilities": self.probabilities, "warnings": [w.to_dict() for w in self.warnings]}
+             "probabilities": self.probabilities, "warnings": [w.to_dict() for w in self.warnings],
+             "input_check": self.input_check()}
         if self.index is not None:
             d = {"slice": self.index, **d}
         return d
@@ -156,6 +163,11 @@ class Predictor:
                     run_batch(replica, jobs)
                     for job in jobs:
                         job.future.result()  # a failure here is a broken model: raise it at start-up
+        if self.settings.learned_input_check:
+            from tumorlens.inputcheck.features import shared_extractor
+
+            shared_extractor().freeze()
+            learned_scores([head])  # loads the input check's network and reference now, not on the first upload
         self.start()
 
     def start(self) -> ModelRunner:
@@ -187,6 +199,11 @@ class Predictor:
                                "try again later", headers={"Retry-After": "5"}) from None
 
     # -- prediction ----------------------------------------------------------------------------
+    def _score(self, checks: list[InputCheck], images) -> None:
+        """The learned input check (tumorlens.inputcheck) on the rules' verdicts, unless switched off."""
+        if self.settings.learned_input_check:
+            score_checks(checks, images)
+
     def _judge(self, index: int | None, probs: np.ndarray | None, check: InputCheck, notes: list[str]) -> SliceResult:
         warnings = list(check.findings) + [Finding("note", n) for n in notes]
         if check.refuse or probs is None:
@@ -210,10 +227,11 @@ class Predictor:
         return SliceResult(index, status, classes[top], confidence, probabilities, warnings, check)
 
     def predict(self, decoded: DecodedInput) -> list[SliceResult]:
-        checks = [check_input(img, decoded.colour_fraction, decoded.meta) for img in decoded.images]
+        checks = [check_rules(img, decoded.colour_fraction, decoded.meta) for img in decoded.images]
         usable = [i for i, c in enumerate(checks) if not c.refuse]
         probs: dict[int, np.ndarray] = {}
         pending = self._submit(self.model.prepare([decoded.images[i] for i in usable])) if usable else None
+        self._score(checks, decoded.images)  # on this thread while the model works
         features = [self.input_features(img, c) for img, c in zip(decoded.images, checks)]  # while the model works
         if pending is not None:
             probs = dict(zip(usable, self._wait(pending).probabilities))
@@ -230,7 +248,7 @@ class Predictor:
     def explain(self, decoded: DecodedInput, slice_index: int | None, method: str, target: str | None) -> ExplainResult:
         index = explained_slice(decoded, slice_index)
         image = decoded.images[index]
-        check = check_input(image, decoded.colour_fraction, decoded.meta)
+        check = check_rules(image, decoded.colour_fraction, decoded.meta)
         if check.refuse:
             raise InputRefused(self._judge(index if decoded.is_volume else None, None, check, decoded.notes))
         classes = self.model.classes
@@ -242,11 +260,13 @@ class Predictor:
         target_index = classes.index(target) if target is not None else None
         if self.is_slow(method):
             regions = image_regions(image01)
+            self._score([check], [image])
             features = self.input_features(image, check)
             out = self.slow_lane.run(x, method, target_index)
         else:
             pending = self._submit(x, method, target_index)
             regions = image_regions(image01)  # on this thread while the model works on the heatmap
+            self._score([check], [image])
             features = self.input_features(image, check)
             out = self._wait(pending)
         probs, heatmap, t = out.probabilities[0], out.heatmaps[0], int(out.targets[0])

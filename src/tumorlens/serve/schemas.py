@@ -11,8 +11,14 @@ DISCLAIMER = "Research tool, not a diagnosis: do not use it to make clinical dec
 
 
 class Warning_(BaseModel):
-    code: str = Field(description="low_confidence, unlike_training_data, colour_image, blank_image or note")
+    code: str = Field(description="low_confidence, unlike_training_data, unlike_brain_mri, colour_image, blank_image or note")
     message: str
+
+
+class InputCheckOut(BaseModel):
+    score: float | None = Field(description="the learned input check's score (tumorlens.inputcheck): how unlike "
+                                            "the brain MRI training slices the image is; null when not scored")
+    threshold: float | None = Field(description="above it the image is flagged unlike_brain_mri")
 
 
 class ModelRef(BaseModel):
@@ -36,6 +42,7 @@ class SlicePrediction(BaseModel):
     confidence: float | None
     probabilities: dict[str, float] | None
     warnings: list[Warning_]
+    input_check: InputCheckOut | None = None
 
 
 class Box(BaseModel):
@@ -81,6 +88,7 @@ class PredictResponse(BaseModel):
     confidence: float | None
     probabilities: dict[str, float] | None
     warnings: list[Warning_]
+    input_check: InputCheckOut | None = Field(None, description="for a single image; a volume has one per slice")
     slices: list[SlicePrediction] | None = Field(None, description="NIfTI volumes and multi-frame DICOM only")
     tumor: TumorOutline | None = Field(None, description=TUMOR_DESCRIPTION)
     disclaimer: str = DISCLAIMER

@@ -139,6 +139,7 @@ class Service:
             "confidence": single.confidence if single else None,
             "probabilities": single.probabilities if single else None,
             "warnings": [w.to_dict() for w in single.warnings] if single else [{"code": "note", "message": n} for n in decoded.notes],
+            "input_check": single.input_check() if single else None,
             "slices": None if single else [r.to_dict() for r in results],
             "disclaimer": schemas.DISCLAIMER,
         }
@@ -226,7 +227,8 @@ class Service:
         body = self.response_body(rid, upload, decoded, [r])
         if decoded.is_volume:  # explain answers for one slice: report it like a single image
             body.update(status=r.status, predicted_class=r.predicted_class, confidence=r.confidence,
-                        probabilities=r.probabilities, warnings=[w.to_dict() for w in r.warnings])
+                        probabilities=r.probabilities, warnings=[w.to_dict() for w in r.warnings],
+                        input_check=r.input_check())
         body["explanation"] = {
             "method": method, "target_class": ex.target_class, "slice": r.index,
             "overlay_png": _b64(png_bytes(overlay_rgb)),

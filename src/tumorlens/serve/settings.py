@@ -39,6 +39,8 @@ class ServeSettings:
     workers: int = 1
     max_batch: int = 16  # images per model pass when requests arrive together
     batch_wait_ms: float = 2.0  # how long a model thread waits for more requests to join a batch
+    # the learned input check (tumorlens.inputcheck) besides the rules; off only to measure its cost
+    learned_input_check: bool = True
     frozen_inference: bool = True  # predictions through a TorchScript-frozen copy (serve/frozen.py)
     # torch intra-op threads, process-wide: `tumorlens serve` sets 1 (it owns its process); None leaves
     # torch's setting alone, for an app embedded in a process that has its own.

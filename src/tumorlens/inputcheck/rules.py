@@ -1,4 +1,6 @@
-"""A simple, honest check that an upload looks like a brain MRI slice of the kind the model saw.
+"""The cheap rules of the input check: does the image look like a brain MRI slice at all?
+
+The learned check beside them (detector.py) catches what they cannot (see "What it cannot tell").
 
 What it can tell (thresholds from all 7,019 Kaggle and 3,064 figshare slices, benchmarks/
 bench_service.py reports how many real slices each rule flags):
@@ -11,18 +13,16 @@ bench_service.py reports how many real slices each rule flags):
   on the image, and the head it finds must look like one: its outline not a rectangle (a radiograph's
   plate, a photo pasted on black), close to an ellipse, and the background around it dark.
 What it cannot tell: a grayscale picture of a rounded object on a dark background (a hand X-ray,
-a CT slice, a fundus photograph) can pass; the model's own low confidence is the last line and is
-reported too.
+a CT slice, an abdominal MR, a synthetic head phantom) can pass; the learned check is for those.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from tumorlens.anatomy.regions import segment_regions
+from tumorlens.inputcheck.result import Finding, InputCheck
 
 STATS_SIZE = 128
 # Share of clearly coloured pixels: the most coloured real slice has 0.04 (JPEG chroma noise).
@@ -37,27 +37,6 @@ DARK_MIN = 0.03
 HEAD_RECT_MAX = 0.95  # head area / its minimum-area rectangle: real slices at most 0.92, a pasted X-ray 1.0
 HEAD_ELLIPSE_MIN = 0.66  # IoU of the head with its fitted ellipse: 99.9 % of real slices above 0.67
 BACKGROUND_MAX = 0.16  # mean stretched intensity outside the head: real slices below 0.094 (99.5 %); the flower 0.164
-
-
-@dataclass
-class Finding:
-    code: str
-    message: str
-
-    def to_dict(self) -> dict:
-        return {"code": self.code, "message": self.message}
-
-
-@dataclass
-class InputCheck:
-    refuse: bool = False  # no prediction at all (colour photo, blank image)
-    unlike_training: bool = False  # predict, but withhold the class
-    findings: list[Finding] = field(default_factory=list)
-    stats: dict = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.refuse or self.unlike_training)
 
 
 def head_shape(s: np.ndarray) -> dict:
@@ -110,7 +89,9 @@ def _not_a_head(stats: dict) -> str | None:
     return None
 
 
-def check_input(image: np.ndarray, colour: float = 0.0, meta: dict | None = None) -> InputCheck:
+def check_rules(image: np.ndarray, colour: float = 0.0, meta: dict | None = None) -> InputCheck:
+    """The rules' verdict on one 2-D image; colour: share of clearly coloured pixels of the file it came
+    from; meta: DICOM modality and body_part where known."""
     meta = meta or {}
     stats = image_statistics(image)
     stats["colour_share"] = round(float(colour), 4)

@@ -1,0 +1,114 @@
+"""Image features for the learned input check: the bundled segmenter's encoder, average-pooled.
+
+Why the segmenter's encoder and not the default classifier: it was trained on both datasets
+(figshare slices and Kaggle tumor-free slices), it stays when the default model is retrained or
+replaced, and it judges the image whatever model is being audited or served (a foreign model has
+no features we could rely on). It runs at the segmenter's own 128 px, a third of the classifier's
+224 px pixels. The first four encoder stages (16 + 24 + 40 + 112 channels) are pooled: they keep the
+texture and contrast that tell a CT, an ultrasound or a phantom from an MR slice. The deepest stage
+(320 channels, what the segmenter needs to find a tumor) is not built: in a first look on the
+validation slices it separated the foreign set far worse than the four shallower ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+STAGES = (1, 2, 3, 4)  # encoder stages pooled into the feature vector (timm's feature indices 0-3)
+_PREFIX = "encoder.model."  # the timm encoder's weights inside the segmenter file (smp's TimmUniversalEncoder)
+
+
+class PooledEncoder(torch.nn.Module):
+    """(N, 1, S, S) -> (N, D): each stage's feature map averaged over space."""
+
+    def __init__(self, encoder: torch.nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m.mean(dim=(2, 3)) for m in self.encoder(x)], dim=1)
+
+
+def load_encoder(path: Path) -> tuple[torch.nn.Module, dict]:
+    """The segmenter file's encoder alone, as a timm feature extractor of the first four stages
+    (weights only; the decoder and the last stage are not built). Built from timm directly rather than
+    through tumorlens.segment: segmentation-models-pytorch takes seconds to import, and the features
+    are the same to 1e-5 (checked when this was written)."""
+    import timm
+
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    encoder = timm.create_model(payload["arch"]["encoder"], features_only=True, in_chans=1, pretrained=False,
+                                out_indices=tuple(i - 1 for i in STAGES))
+    state = {k[len(_PREFIX):]: v.float() for k, v in payload["state_dict"].items() if k.startswith(_PREFIX)}
+    encoder.load_state_dict(state, strict=False)
+    missing = set(encoder.state_dict()) - set(state)
+    if missing:
+        raise ValueError(f"{path}: the segmenter's encoder lacks {len(missing)} tensors the input check needs")
+    return encoder.eval(), payload
+
+
+class FeatureExtractor:
+    """Raw 2-D slices (any size, any range) -> float32 feature vectors, via the segmenter's recipe."""
+
+    def __init__(self, path: str | Path | None = None):
+        from tumorlens.assets import ASSETS
+        from tumorlens.data.preprocess import PreprocessRecipe
+
+        path = Path(path) if path is not None else ASSETS / "segmenter.pt"
+        encoder, payload = load_encoder(path)
+        self.recipe = PreprocessRecipe.from_dict(payload["recipe"])
+        # the segmenter's own version string (segment/model.py), which the reference file records
+        self.version = f"unet-{payload['arch']['encoder']}-{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+        self._net = PooledEncoder(encoder).eval()
+        self._forward = self._net
+
+    def freeze(self) -> "FeatureExtractor":
+        """Trace the network for one-image calls (the service); seconds at start-up, so batch callers
+        (predict, evaluate, explain) keep the eager network, whose Python overhead a batch amortises."""
+        if self._forward is self._net:
+            self._forward = _frozen(self._net, self.recipe.size)
+        return self
+
+    @torch.inference_mode()
+    def __call__(self, images: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+        images = [np.asarray(im, dtype=np.float32) for im in images]
+        out = []
+        for i in range(0, len(images), batch_size):
+            x = torch.from_numpy(self.recipe.batch(images[i : i + batch_size]))
+            out.append(self._forward(x).numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def _frozen(net: torch.nn.Module, size: int):
+    """TorchScript trace + freeze (BatchNorm folded, no Python per layer: measurably cheaper for one
+    image, see serve/frozen.py); the eager network if tracing fails."""
+    probe = torch.linspace(-2, 2, size * size, dtype=torch.float32).reshape(1, 1, size, size)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # TorchScript's deprecation notices
+            traced = torch.jit.freeze(torch.jit.trace(net, probe).eval())
+            if float((traced(probe) - net(probe)).abs().max()) <= 1e-3:
+                return traced
+    except Exception:  # noqa: BLE001 - any tracing failure: the eager network gives the same features
+        pass
+    return net
+
+
+_LOCK = threading.Lock()
+_SHARED: FeatureExtractor | None = None
+
+
+def shared_extractor() -> FeatureExtractor:
+    """One extractor per process (loading and tracing take about a second)."""
+    global _SHARED
+    with _LOCK:
+        if _SHARED is None:
+            _SHARED = FeatureExtractor()
+        return _SHARED
