@@ -316,7 +316,7 @@ def _split(samples: SampleSet, config: TrainConfig, seed: int, hashes: np.ndarra
     if hashes is None:
         return train, val, how, None
     tr, va = train[valid[train]], val[valid[val]]
-    twins = int((nearest_distance(hashes[va], hashes[tr]) <= DEFAULT_HAMMING).sum()) if len(tr) and len(va) else 0
+    twins = int((nearest_distance(hashes[va], hashes[tr], within=DEFAULT_HAMMING) <= DEFAULT_HAMMING).sum()) if len(tr) and len(va) else 0
     return train, val, how, twins
 
 
