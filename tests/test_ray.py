@@ -14,15 +14,11 @@ from functools import partial
 import cv2
 import numpy as np
 import pytest
-import torch
+from serve_support import make_checkpoint
 
 from tumorlens.audit.checks.base import Check, CheckResult
-from tumorlens.data.preprocess import PreprocessRecipe
 from tumorlens.data.synthetic import make_phantoms
-from tumorlens.models.checkpoint import save_checkpoint
-from tumorlens.models.registry import build_model
 
-CLASSES = ["glioma", "meningioma", "notumor", "pituitary"]
 N_TWINS = 3
 N_TESTING = 63  # with the twins, less the damaged file: 65 audited images, two chunks of the image pass
 
@@ -54,10 +50,7 @@ def dataset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    net = build_model("simple_cnn", 4)
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    return save_checkpoint(path, net, "simple_cnn", CLASSES, PreprocessRecipe(size=48))
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "model.pt", size=48)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +79,7 @@ def test_the_audit_on_ray_gives_the_in_process_audit_though_a_worker_dies(cluste
     from tumorlens.data.sources import open_dataset
     from tumorlens.models.loading import load_model
 
-    opts = dict(methods=("gradcam",), compare_n=2, sanity_n=1, road_n=0, robustness_n=16, predicted_masks=False,
+    opts = dict(methods=("gradcam",), compare_n=2, sanity_n=1, road_n=0, robustness_n=4, predicted_masks=False,
                 progress=False)
     here = run_audit(load_model(str(checkpoint)), open_dataset(dataset), tmp_path / "here", AuditConfig(**opts))
     dies = DiesOnce(str(tmp_path / "died"))
@@ -114,12 +107,13 @@ def test_the_audit_on_ray_gives_the_in_process_audit_though_a_worker_dies(cluste
             assert list(b[col]) == list(a[col]), col
 
 
-def test_the_data_check_on_ray_gives_the_in_process_check(cluster, dataset):
+def test_the_data_check_on_ray_gives_the_in_process_check(cluster, dataset, monkeypatch):
     from tumorlens.data.checks import check_dataset
     from tumorlens.data.sources import open_dataset
 
-    here = check_dataset(open_dataset(dataset), progress=False).to_dict(include_pairs=True)
-    on_ray = check_dataset(open_dataset(dataset), progress=False, ray="auto", ray_workers=2).to_dict(include_pairs=True)
+    monkeypatch.chdir(dataset.parent)  # a relative path, as typed: the workers (started elsewhere) read it from here
+    here = check_dataset(open_dataset(dataset.name), progress=False).to_dict(include_pairs=True)
+    on_ray = check_dataset(open_dataset(dataset.name), progress=False, ray="auto", ray_workers=2).to_dict(include_pairs=True)
     here.pop("seconds"), on_ray.pop("seconds")
     assert here["skipped"] and here["n_duplicate_pairs"] >= N_TWINS  # the damaged file and the twins are found ...
     assert on_ray == here  # ... the same way: counts, sizes, channels, intensity, pairs, findings

@@ -50,9 +50,9 @@ def cluster_cpus(ray) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def _map_items(batch: dict, make_worker: Callable[[], Callable[[Any], Any]]) -> dict:
+def _map_items(batch: dict, make_worker: Callable[[], Callable[[Any], Any]], cwd: str | None = None) -> dict:
     """Each item of a batch through a worker built for it (the task-pool form of _Actor)."""
-    return _Actor(make_worker)(batch)
+    return _Actor(make_worker, cwd)(batch)
 
 
 def worker_env() -> dict[str, str]:
@@ -68,12 +68,14 @@ class _Actor:
     """One actor of the pool: builds the worker once, then maps each item of a batch through it.
     Items and results cross as cloudpickle bytes, so any picklable object travels as it is."""
 
-    def __init__(self, make_worker: Callable[[], Callable[[Any], Any]]):
+    def __init__(self, make_worker: Callable[[], Callable[[Any], Any]], cwd: str | None = None):
         from ray import cloudpickle
 
         from tumorlens.memory import reuse_freed_memory
 
-        reuse_freed_memory()  # as the command line does (runtime.py); OMP_WAIT_POLICY comes with WORKER_ENV
+        if cwd and os.path.isdir(cwd):  # relative paths (--data runs/x) mean what they mean to the caller
+            os.chdir(cwd)
+        reuse_freed_memory()  # as the command line does (runtime.py); OMP_WAIT_POLICY comes from worker_env()
         self._pickle = cloudpickle
         self.work = make_worker()
 
@@ -112,11 +114,11 @@ def ordered_map(make_worker: Callable[[], Callable[[Any], Any]], items: Sequence
     common = dict(batch_size=1, batch_format="numpy", num_cpus=max(1, cpus // workers),
                   runtime_env={"env_vars": worker_env()})
     if actors:
-        mapped = ds.map_batches(_Actor, fn_constructor_args=(make_worker,),
+        mapped = ds.map_batches(_Actor, fn_constructor_args=(make_worker, os.getcwd()),
                                 compute=ray.data.ActorPoolStrategy(size=workers), **common)
     else:
-        mapped = ds.map_batches(_map_items, fn_args=(make_worker,), compute=ray.data.TaskPoolStrategy(size=workers),
-                                **common)
+        mapped = ds.map_batches(_map_items, fn_args=(make_worker, os.getcwd()),
+                                compute=ray.data.TaskPoolStrategy(size=workers), **common)
     sizes = list(unit_sizes) if unit_sizes is not None else [1] * len(items)
     bar = tqdm(total=sum(sizes), desc=desc, unit="img", disable=not progress, mininterval=0.5)
     n = 0
