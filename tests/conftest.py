@@ -25,7 +25,7 @@ PINS_NUMBERS = {
     "test_audit_demo_reference.py", "test_audit_planted_shortcut.py", "test_audit_proves_itself.py",
     "test_explain_reference.py", "test_explain_blob.py", "test_explain_methods.py", "test_training.py",
     "test_training_robust.py", "test_training_tumor_removal.py", "test_segmenter.py",
-    "test_model_formats.py", "test_model_keras.py",
+    "test_model_formats.py", "test_model_keras.py", "test_input_check.py",
 }
 
 
