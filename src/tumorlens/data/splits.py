@@ -4,7 +4,7 @@ of near-duplicate slices.
 Slices of one patient are near-identical neighbours; a split that puts one patient on both sides
 measures recall of that patient, not generalisation. A set without patient ids (the Kaggle set) has
 the same problem through its near twins: a stratified split of its Training folder put a near twin
-of a training slice beside 4 in 10 validation slices. So:
+of a training slice beside a quarter of the validation slices (benchmarks/honest_split.py). So:
 - `train_val_split` is what callers should use: patient-grouped when ids exist, else grouped by
   near duplicates when the caller has the slices' perceptual hashes, else stratified.
 - `near_duplicate_groups` joins slices within a Hamming threshold into connected components (a
@@ -23,9 +23,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
-from tumorlens.data.hash_index import pairs_within
-
 from tumorlens.data.errors import DatasetError
+from tumorlens.data.hash_index import pairs_within
 from tumorlens.data.sample import SampleSet
 from tumorlens.errors import TumorlensError
 
