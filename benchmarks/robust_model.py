@@ -21,7 +21,6 @@ step), as the audit's robustness check applies them.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -35,30 +34,18 @@ OUT = ROOT / "benchmarks" / "out" / "robust_model"
 def validation_samples(model):
     """The checkpoint's validation split, rebuilt as its training run drew it."""
     from tumorlens.data.sources import open_dataset
-    from tumorlens.training.trainer import TrainConfig, _hash_all, _paths_digest, _split
+    from tumorlens.models.recorded_split import recorded_validation
 
     prov = model.provenance
     cfg = prov["config"]
-    # runs before issue 27 split a set without patient ids by slice
-    config = TrainConfig(**{**cfg, "val_grouping": cfg.get("val_grouping", "none")})
-    # The split's digest hashes the sample paths as training saw them: the data folder as given on
-    # its command line (often relative to the repository, e.g. ../shared/data/...), or resolved.
-    for data in dict.fromkeys([cfg["data"], prov["data"]]):
-        samples = open_dataset(data, class_map=cfg.get("class_map") or None)
-        if cfg.get("split"):
-            samples = samples.by_split(cfg["split"])
-        seed = cfg["seed"] if cfg.get("split_seed") is None else cfg["split_seed"]
-        hashes, valid = _hash_all(samples) if config.val_grouping != "none" else (None, None)
-        _, val_idx, _, _ = _split(samples, config, seed, hashes, valid)
-        val = samples.subset(val_idx)
-        if _paths_digest(val) == prov["val_paths_sha"]:
-            return val
-        # a relative data folder resolves from the working directory of that run: another checkout
-        # (git worktree) beside this one gives the same files under another prefix
-        for other in ROOT.parent.iterdir():
-            paths = sorted(str(smp.path).replace(f"{ROOT}/", f"{other}/", 1) for smp in val.samples)
-            if hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16] == prov["val_paths_sha"]:
-                return val
+    # a relative data folder resolves from the working folder of that run: another checkout (git
+    # worktree) beside this one names the same files under another prefix
+    data = Path(cfg["data"])
+    roots = [str(other / data) for other in ROOT.parent.iterdir()] if not data.is_absolute() else []
+    for folder in dict.fromkeys([cfg["data"], prov["data"]]):
+        found = recorded_validation(prov, open_dataset(folder, class_map=cfg.get("class_map") or None), roots)
+        if found is not None and found[1]:
+            return found[0]
     raise SystemExit(f"the rebuilt validation split differs from the one {cfg['out']} was trained with")
 
 

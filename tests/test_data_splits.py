@@ -16,7 +16,9 @@ from tumorlens.data.splits import (
     grouped_split,
     near_duplicate_groups,
     patient_group_split,
+    paths_digest,
     patient_kfold,
+    split_by_name,
     split_patient_overlap,
     stratified_split,
     train_val_split,
@@ -127,3 +129,18 @@ def test_grouped_split_keeps_near_twins_on_one_side_where_a_slice_split_does_not
     assert train_val_split(ds, 0.2, 0)[2] == "stratified"  # without hashes: by slice
     with pytest.raises(Exception, match="group ids for"):
         grouped_split(ds, groups[:10], 0.2)
+
+
+def test_a_recorded_split_is_redrawn_from_its_name_and_confirmed_by_its_paths():
+    """The monitoring reference and the benchmarks score a model on the validation slices its
+    training drew: the split's recorded name and digest must bring back exactly those slices."""
+    ds, hashes = _twin_set()
+    for data, kwargs in [(ds, {"hashes": hashes, "threshold": 2}), (ds, {}), (_tiny_set(), {})]:
+        tr, va, how = train_val_split(data, 0.2, 3, **kwargs)
+        again = split_by_name(data, how, 0.2, 3, hashes if kwargs else None)
+        np.testing.assert_array_equal(again[1], va)
+        np.testing.assert_array_equal(again[0], tr)
+        assert paths_digest(data.subset(again[1])) == paths_digest(data.subset(va))
+    assert split_by_name(ds, "near-duplicate-grouped (Hamming <= 2)", 0.2, 3) is None  # no hashes given
+    assert split_by_name(ds, "by scanner", 0.2, 3) is None
+    assert paths_digest(ds.subset(va)) != paths_digest(ds.subset(tr))

@@ -11,11 +11,15 @@ of a training slice beside a quarter of the validation slices (benchmarks/honest
   chain of near twins is one group), which `grouped_split` keeps on one side.
 - `stratified_split` on a set that has patient ids warns (PatientLeakageWarning).
 - `check_no_patient_overlap` raises PatientLeakageError naming the shared patients.
+- `split_by_name` redraws a split from the name `train_val_split` gave it, and `paths_digest` is the
+  fingerprint a training run records of its validation slices, so the split can be confirmed later.
 All functions return index arrays into the given SampleSet and are deterministic for a seed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import warnings
 
 import numpy as np
@@ -142,8 +146,42 @@ def train_val_split(ds: SampleSet, val_fraction: float = 0.2, seed: int = 0, has
     if hashes is not None and threshold is not None:
         valid = np.ones(len(hashes), bool) if valid is None else valid
         groups = near_duplicate_groups(hashes, valid, threshold)
-        return (*grouped_split(ds, groups, val_fraction, seed), f"near-duplicate-grouped (Hamming <= {threshold})")
+        return (*grouped_split(ds, groups, val_fraction, seed), _GROUPED_NAME.format(threshold))
     return (*stratified_split(ds, val_fraction, seed), "stratified")
+
+
+_GROUPED_NAME = "near-duplicate-grouped (Hamming <= {})"
+
+
+def split_by_name(ds: SampleSet, how: str, val_fraction: float, seed: int, hashes: np.ndarray | None = None,
+                  valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(train, val) indices of `ds` split as the name that train_val_split returned says (a training
+    run records it in its provenance), or None for a name not known here. A near-duplicate-grouped
+    split needs the slices' hashes (data.checks.hash_samples); without them it is None as well."""
+    if how == "stratified":
+        return stratified_split(ds, val_fraction, seed)
+    if how == "patient-grouped":
+        return patient_group_split(ds, val_fraction, seed)
+    grouped = re.fullmatch(re.escape(_GROUPED_NAME).replace(r"\{\}", r"(\d+)"), how or "")
+    if grouped is None or hashes is None:
+        return None
+    valid = np.ones(len(hashes), bool) if valid is None else valid
+    return grouped_split(ds, near_duplicate_groups(hashes, valid, int(grouped.group(1))), val_fraction, seed)
+
+
+def needs_hashes(how: str) -> bool:
+    """Whether split_by_name needs the slices' perceptual hashes to redraw a split of this name."""
+    return (how or "").startswith(_GROUPED_NAME.split(" (")[0])
+
+
+def paths_digest(samples: SampleSet, root: str | None = None) -> str:
+    """The fingerprint of a set of slices that training records for its validation split: SHA-256 of
+    the sorted paths, with the dataset's root written as `root` when given (training names paths as
+    its command line named the data folder; another working folder gives the same files another prefix)."""
+    def named(path: str) -> str:
+        return root + path[len(samples.root):] if root is not None and path.startswith(samples.root) else path
+
+    return hashlib.sha256("\n".join(sorted(named(s.path) for s in samples.samples)).encode()).hexdigest()[:16]
 
 
 def check_no_patient_overlap(ds: SampleSet, *index_sets) -> None:

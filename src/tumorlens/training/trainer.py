@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from tumorlens.version import __version__ as tumorlens_version
 from tumorlens.data.preprocess import PreprocessRecipe
 from tumorlens.data.sample import SampleSet
+from tumorlens.data.splits import paths_digest
 from tumorlens.errors import TumorlensError
 from tumorlens.evaluation.calibration import fit_temperature
 from tumorlens.evaluation.metrics import classification_metrics
@@ -238,7 +239,7 @@ def train(config: TrainConfig, samples: SampleSet | None = None) -> TrainResult:
         "n_val": len(val_set),
         # validation slices with a near twin (the data check's threshold) among the training slices
         "val_with_twin_in_train": twins,
-        "val_paths_sha": _paths_digest(val_set),
+        "val_paths_sha": paths_digest(val_set),
         # perceptual hashes of every image the model saw (train + validation), so an audit can find
         # near twins of its test images anywhere, without the training data on the machine
         "train_phash": [f"{int(h):016x}" for h in hashes[valid]],
@@ -318,12 +319,6 @@ def _split(samples: SampleSet, config: TrainConfig, seed: int, hashes: np.ndarra
     tr, va = train[valid[train]], val[valid[val]]
     twins = int((nearest_distance(hashes[va], hashes[tr], within=DEFAULT_HAMMING) <= DEFAULT_HAMMING).sum()) if len(tr) and len(va) else 0
     return train, val, how, twins
-
-
-def _paths_digest(samples: SampleSet) -> str:
-    import hashlib
-
-    return hashlib.sha256("\n".join(sorted(s.path for s in samples.samples)).encode()).hexdigest()[:16]
 
 
 def _resume_schedule_length(path: str, trust_code: bool = False) -> int | None:
