@@ -56,11 +56,29 @@ def _map_items(batch: dict, make_worker: Callable[[], Callable[[Any], Any]], cwd
 
 
 def worker_env() -> dict[str, str]:
-    """The process settings of the command line (runtime.py) for the workers, set before they load
-    torch: OpenMP threads wait passively, and TUMORLENS_MALLOC as here."""
-    env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    """The process settings of the command line (runtime.py) for the workers, set when Ray starts
+    their processes, before they load torch; measured in benchmarks/RESULTS.md (bench_ray.py --chunk):
+
+    - OMP_WAIT_POLICY: OpenMP threads wait passively, as here.
+    - MALLOC_ARENA_MAX=1 (unless TUMORLENS_MALLOC=system, or the caller sets its own): Ray Data runs
+      the map function on a thread of the actor, not its main thread, so its allocations went to a
+      per-thread glibc arena; an arena's heap holds at most 64 MB, so a larger block (a model pass's
+      activations on a chunk) was mapped afresh and unmapped on every pass whatever mallopt says:
+      7.6 million page faults and 24 CPU-s of kernel time on a 64-image chunk (in process: 0.15
+      million, 1.4 s). One arena serves every thread from the main heap, which keeps freed memory
+      for reuse (memory.py) as the in-process audit's main thread does.
+    - RAY_worker_niceness=0 (unless the caller sets it): Ray starts its workers at niceness 15, so
+      on a node with other work a worker got a small share of the cores where the in-process
+      audit runs at 0; Ray's own job supervisor sets this variable the same way.
+    """
+    env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+           "RAY_worker_niceness": os.environ.get("RAY_worker_niceness", "0")}
     if "TUMORLENS_MALLOC" in os.environ:
         env["TUMORLENS_MALLOC"] = os.environ["TUMORLENS_MALLOC"]
+    if "MALLOC_ARENA_MAX" in os.environ:
+        env["MALLOC_ARENA_MAX"] = os.environ["MALLOC_ARENA_MAX"]
+    elif os.environ.get("TUMORLENS_MALLOC", "").lower() != "system":
+        env["MALLOC_ARENA_MAX"] = "1"
     return env
 
 
