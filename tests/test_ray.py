@@ -89,6 +89,7 @@ def test_the_audit_on_ray_gives_the_in_process_audit_though_a_worker_dies(cluste
     n = N_TESTING + N_TWINS - 1  # the damaged file is skipped on both
     assert (tmp_path / "died").exists()  # a worker did die ...
     assert dies.seen == list(range(n)) and on_ray["dies_once"]["images_seen"] == n  # ... and no image was lost or doubled
+    assert dies.settings == {("1", 0)}  # the workers' runtime_env (cluster.worker_env), the restarted one's included
     assert on_ray["config"]["ray"] == "auto"
     assert on_ray["n_images"] == here["n_images"] == n
     assert on_ray["data"]["skipped_files"] == here["data"]["skipped_files"] == 1
@@ -129,7 +130,8 @@ class Seen(CheckResult):
 
 class DiesOnce(Check):
     """A check whose worker process dies the first time it meets a chunk after the first (a marker
-    file remembers across the restart), and which records which images reach `on_chunk`."""
+    file remembers across the restart), and which records which images reach `on_chunk` and the
+    workers' process settings."""
 
     name = "dies_once"
 
@@ -138,15 +140,18 @@ class DiesOnce(Check):
 
     def start(self, ctx):
         self.seen: list[int] = []
+        self.settings: set[tuple[str | None, int]] = set()  # (MALLOC_ARENA_MAX, niceness) of the workers
 
     def map_chunk(self, ctx, chunk):
         if chunk.start > 0 and not os.path.exists(self.marker):
             open(self.marker, "w").close()
             os._exit(1)  # the worker process dies, as on a lost machine
-        return [r.index for r in chunk.records]
+        return [r.index for r in chunk.records], (os.environ.get("MALLOC_ARENA_MAX"), os.nice(0))
 
     def on_chunk(self, ctx, done):
-        self.seen.extend(done.parts[self.name])
+        indices, settings = done.parts[self.name]
+        self.seen.extend(indices)
+        self.settings.add(settings)
 
     def finish(self, ctx) -> Seen:
         return Seen(self.seen)
@@ -158,6 +163,21 @@ def test_a_missing_extra_is_a_clear_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     with pytest.raises(RayUnavailable, match=r"pip install 'tumorlens\[ray\]'"):
         require_ray()
+
+
+def test_the_workers_get_one_malloc_arena_and_the_callers_niceness(monkeypatch):
+    """Ray Data calls the map function on a thread of the actor; with one glibc arena per thread the
+    model passes' large blocks were mapped and unmapped every pass (benchmarks/RESULTS.md, bench_ray.py --chunk)."""
+    from tumorlens.cluster import worker_env
+
+    for k in ("MALLOC_ARENA_MAX", "TUMORLENS_MALLOC", "RAY_worker_niceness", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(k, raising=False)
+    assert worker_env() == {"OMP_WAIT_POLICY": "PASSIVE", "RAY_worker_niceness": "0", "MALLOC_ARENA_MAX": "1"}
+    monkeypatch.setenv("TUMORLENS_MALLOC", "system")  # glibc's defaults, as in this process
+    assert "MALLOC_ARENA_MAX" not in worker_env() and worker_env()["TUMORLENS_MALLOC"] == "system"
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    monkeypatch.setenv("RAY_worker_niceness", "10")
+    assert worker_env()["MALLOC_ARENA_MAX"] == "4" and worker_env()["RAY_worker_niceness"] == "10"
 
 
 def test_without_ray_nothing_imports_it():
