@@ -4,10 +4,21 @@ Why the segmenter's encoder and not the default classifier: it was trained on bo
 (figshare slices and Kaggle tumor-free slices), it stays when the default model is retrained or
 replaced, and it judges the image whatever model is being audited or served (a foreign model has
 no features we could rely on). It runs at the segmenter's own 128 px, a third of the classifier's
-224 px pixels. The first four encoder stages (16 + 24 + 40 + 112 channels) are pooled: they keep the
-texture and contrast that tell a CT, an ultrasound or a phantom from an MR slice. The deepest stage
-(320 channels, what the segmenter needs to find a tumor) is not built: in a first look on the
-validation slices it separated the foreign set far worse than the four shallower ones.
+224 px pixels. Encoder stages 2-4 (24 + 40 + 112 channels) are pooled: they keep the texture and
+contrast that tell a CT, an ultrasound or a phantom from an MR slice. The deepest stage (320
+channels, what the segmenter needs to find a tumor) is not built: in a first look on the validation
+slices it separated the foreign set far worse than the shallower ones; the first (16 channels, the
+finest texture) is left out too: without it the validation slices' shifted copies were flagged a
+little less often and the foreign set caught as often or more (validation features, issue 30).
+
+Before the encoder, two acquisition artefacts that leave an MRI an MRI are taken out, on the
+slice resized to 256 px (benchmarks/RESULTS.md, bench_input_check.py, has the measurements):
+- a k-space spike (a bright point in k-space: stripes over the whole picture): spectral peaks that
+  stand out from their 5 x 5 neighbourhood of the spectrum by more than NOTCH_RATIO are brought down
+  to it (numpy's FFT; the two axes of the spectrum are left alone, since a straight frame line or
+  border puts its energy there and flattening it there rings);
+- noise: a 3 x 3 median filter (OpenCV), which keeps edges and the coarse appearance (skull, CT
+  window, photograph) that tells the foreign images apart.
 """
 
 from __future__ import annotations
@@ -18,11 +29,34 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+import cv2
 import numpy as np
 import torch
 
-STAGES = (1, 2, 3, 4)  # encoder stages pooled into the feature vector (timm's feature indices 0-3)
+STAGES = (2, 3, 4)  # encoder stages pooled into the feature vector (timm's feature indices 1-3)
 _PREFIX = "encoder.model."  # the timm encoder's weights inside the segmenter file (smp's TimmUniversalEncoder)
+
+
+WORK_SIZE = 256  # the slice is cleaned at this size, then resized to the segmenter's own 128 px
+NOTCH_RATIO = 6.0  # a spectral peak this many times its 5 x 5 neighbourhood's median is a spike
+NOTCH_MIN_RADIUS = 6  # ... unless it is this close to the centre (the picture's coarse shape)
+MEDIAN = 3  # median filter size against noise
+CLEANING = f"despike{NOTCH_RATIO:g}-median{MEDIAN}@{WORK_SIZE}"  # recorded in the version string
+
+
+def despike(image: np.ndarray) -> np.ndarray:
+    """Flatten isolated spectral peaks (k-space spikes) of a 2-D float image, off the spectrum's axes."""
+    h, w = image.shape
+    spectrum = np.fft.fftshift(np.fft.fft2(image))
+    magnitude = np.abs(spectrum).astype(np.float32)
+    local = cv2.medianBlur(magnitude, 5)
+    yy, xx = np.ogrid[:h, :w]
+    dy, dx = np.abs(yy - h // 2), np.abs(xx - w // 2)
+    spikes = (magnitude > NOTCH_RATIO * local) & (dy * dy + dx * dx > NOTCH_MIN_RADIUS**2) & (dy > 1) & (dx > 1)
+    if not spikes.any():
+        return image
+    spectrum[spikes] *= local[spikes] / magnitude[spikes]
+    return np.real(np.fft.ifft2(np.fft.ifftshift(spectrum))).astype(np.float32)
 
 
 class PooledEncoder(torch.nn.Module):
@@ -37,7 +71,7 @@ class PooledEncoder(torch.nn.Module):
 
 
 def load_encoder(path: Path) -> tuple[torch.nn.Module, dict]:
-    """The segmenter file's encoder alone, as a timm feature extractor of the first four stages
+    """The segmenter file's encoder alone, as a timm feature extractor up to stage 4
     (weights only; the decoder and the last stage are not built). Built from timm directly rather than
     through tumorlens.segment: segmentation-models-pytorch takes seconds to import, and the features
     are the same to 1e-5 (checked when this was written)."""
@@ -64,8 +98,10 @@ class FeatureExtractor:
         path = Path(path) if path is not None else ASSETS / "segmenter.pt"
         encoder, payload = load_encoder(path)
         self.recipe = PreprocessRecipe.from_dict(payload["recipe"])
-        # the segmenter's own version string (segment/model.py), which the reference file records
-        self.version = f"unet-{payload['arch']['encoder']}-{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+        self.work = PreprocessRecipe(size=WORK_SIZE, clip_low=0.0, clip_high=100.0)  # resize + min-max to [0, 1]
+        # the segmenter's own version string (segment/model.py) and the cleaning, which the reference file records
+        self.version = (f"unet-{payload['arch']['encoder']}-{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+                        f"+{CLEANING}")
         self._net = PooledEncoder(encoder).eval()
         self._forward = self._net
 
@@ -76,12 +112,24 @@ class FeatureExtractor:
             self._forward = _frozen(self._net, self.recipe.size)
         return self
 
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """Raw 2-D slice -> the encoder's (128, 128) input: at 256 px, despiked and median-filtered,
+        then the segmenter's recipe (resize, percentile clip, z-score)."""
+        clean = cv2.medianBlur(despike(self.work.display(image)), MEDIAN)
+        return self.recipe(clean)
+
+    def batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.empty((len(images), 1, self.recipe.size, self.recipe.size), np.float32)
+        for i, im in enumerate(images):
+            out[i, 0] = self.prepare(im)
+        return out
+
     @torch.inference_mode()
     def __call__(self, images: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
         images = [np.asarray(im, dtype=np.float32) for im in images]
         out = []
         for i in range(0, len(images), batch_size):
-            x = torch.from_numpy(self.recipe.batch(images[i : i + batch_size]))
+            x = torch.from_numpy(self.batch(images[i : i + batch_size]))
             out.append(self._forward(x).numpy())
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
