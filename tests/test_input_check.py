@@ -70,6 +70,23 @@ def test_each_foreign_kind_is_flagged_by_the_python_api(model, foreign):
     assert "results for it are not meaningful" in rows[0]["warning"]
 
 
+def test_a_k_space_spike_is_taken_out_before_the_features_and_a_clean_slice_is_left_alone():
+    """A spike (one bright point of k-space and its mirror) lays stripes over the whole slice; the
+    learned check sees the slice with them flattened, so a spiked MRI is judged as the MRI it is."""
+    from tumorlens.data.preprocess import PreprocessRecipe
+    from tumorlens.inputcheck.features import despike
+
+    slices = [PreprocessRecipe(size=256, clip_low=0.0, clip_high=100.0).display(s.image.astype(np.float32))
+              for s in open_dataset(sample_dir("kaggle"), progress=False).samples[:8]]
+    for clean in slices:
+        spectrum = np.fft.fft2(clean)
+        spike = np.zeros_like(spectrum)
+        spike[7, 15] = spike[-7, -15] = 0.2 * np.abs(spectrum).max()  # off the axes, as tumorlens.shifts' spike
+        spiked = np.real(np.fft.ifft2(spectrum + spike)).astype(np.float32)
+        assert np.abs(despike(clean) - clean).max() < 1e-4
+        assert np.abs(despike(spiked) - clean).mean() < 0.3 * np.abs(spiked - clean).mean()  # most of it
+
+
 def test_known_miss_abdominal_mr():
     """The abdominal MR slice passes today: written down here so that a fix shows up."""
     abdomen = next((f.image for f in foreign_images(("abdominal_mr",))), None)
