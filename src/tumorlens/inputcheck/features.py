@@ -19,6 +19,9 @@ slice resized to 256 px (benchmarks/RESULTS.md, bench_input_check.py, has the me
   border puts its energy there and flattening it there rings);
 - noise: a 3 x 3 median filter (OpenCV), which keeps edges and the coarse appearance (skull, CT
   window, photograph) that tells the foreign images apart.
+Stronger cleaning was measured and not kept (benchmarks/experiments/input_check_cleaning.py): a 5 x 5
+median or non-local means flag fewer shifted slices but let most phantoms and head CTs through, and
+non-local means costs about ten times the features themselves.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ _PREFIX = "encoder.model."  # the timm encoder's weights inside the segmenter fi
 
 
 WORK_SIZE = 256  # the slice is cleaned at this size, then resized to the segmenter's own 128 px
-NOTCH_RATIO = 6.0  # a spectral peak this many times its 5 x 5 neighbourhood's median is a spike
+NOTCH_RATIO = 4.0  # a spectral peak this many times its 5 x 5 neighbourhood's median is a spike (at 6, 2.8x as many
+# spiked validation slices were flagged: benchmarks/RESULTS.md, input_check_cleaning.py)
 NOTCH_MIN_RADIUS = 6  # ... unless it is this close to the centre (the picture's coarse shape)
 MEDIAN = 3  # median filter size against noise
 CLEANING = f"despike{NOTCH_RATIO:g}-median{MEDIAN}@{WORK_SIZE}"  # recorded in the version string
