@@ -9,7 +9,7 @@ contrast that tell a CT, an ultrasound or a phantom from an MR slice. The deepes
 channels, what the segmenter needs to find a tumor) is not built: in a first look on the validation
 slices it separated the foreign set far worse than the shallower ones; the first (16 channels, the
 finest texture) is left out too: without it the validation slices' shifted copies were flagged a
-little less often and the foreign set caught as often or more (validation features, issue 30).
+little less often and the foreign set caught as often or more (benchmarks/experiments/input_check_cleaning.py).
 
 Before the encoder, two acquisition artefacts that leave an MRI an MRI are taken out, on the
 slice resized to 256 px (benchmarks/RESULTS.md, bench_input_check.py, has the measurements):
@@ -49,7 +49,9 @@ CLEANING = f"despike{NOTCH_RATIO:g}-median{MEDIAN}@{WORK_SIZE}"  # recorded in t
 
 
 def despike(image: np.ndarray) -> np.ndarray:
-    """Flatten isolated spectral peaks (k-space spikes) of a 2-D float image, off the spectrum's axes."""
+    """Flatten isolated spectral peaks (k-space spikes) of a 2-D float image, off the spectrum's axes.
+    Written here: the libraries at hand add spikes (TorchIO) or filter whole bands; none notches
+    isolated peaks found relative to their neighbourhood."""
     h, w = image.shape
     spectrum = np.fft.fftshift(np.fft.fft2(image))
     magnitude = np.abs(spectrum).astype(np.float32)
