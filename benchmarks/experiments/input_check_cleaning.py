@@ -2,7 +2,7 @@
 keep shifted MRI slices in and foreign images out. Validation data only (Kaggle Testing and the
 held-out figshare patients are not read).
 
-    .venv/bin/python benchmarks/experiments/input_check_cleaning.py [--variants none,shipped,...]
+    .venv/bin/python benchmarks/experiments/input_check_cleaning.py [--variants none,despike4-median3,...]
 
 For each cleaning variant the features of stages 1-4 are computed once (the encoder built with all
 four) and every stage subset is scored from the same pass: the detector is fitted on the fit slices
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -31,16 +32,9 @@ STAGE_WIDTHS = (16, 24, 40, 112)  # channels of the segmenter encoder's stages 1
 
 
 def _despike(ratio: float):
-    from tumorlens.inputcheck import features
+    from tumorlens.inputcheck.features import despike
 
-    def clean(im):
-        old = features.NOTCH_RATIO
-        features.NOTCH_RATIO = ratio
-        try:
-            return features.despike(im)
-        finally:
-            features.NOTCH_RATIO = old
-    return clean
+    return partial(despike, ratio=ratio)
 
 
 def _median(size: int):
@@ -80,12 +74,7 @@ class Extractor:
         from tumorlens.data.preprocess import PreprocessRecipe
         from tumorlens.inputcheck import features
 
-        saved = features.STAGES
-        features.STAGES = (1, 2, 3, 4)
-        try:
-            encoder, payload = features.load_encoder(ASSETS / "segmenter.pt")
-        finally:
-            features.STAGES = saved
+        encoder, payload = features.load_encoder(ASSETS / "segmenter.pt", stages=(1, 2, 3, 4))
         self.net = features.PooledEncoder(encoder).eval()
         self.recipe = PreprocessRecipe.from_dict(payload["recipe"])
         self.clean = clean
@@ -119,7 +108,6 @@ def main() -> None:
     samples = kag.samples + fig.samples
     groups = np.array([f"{'kaggle' if i < len(kag) else 'figshare'}/{s.label}" for i, s in enumerate(samples)])
     images = [display256(im) for im in read_images(type(kag)(samples, []), "slices")]  # fit + validation, 256 px
-    val_images = [images[i] for i in val]
     # the shifted copies as bench_input_check makes them (8-bit range), back to [0, 1] as the extractor's display gives
     shifted = {n: [display256(im) for im in ims]
                for n, ims in shifted_copies(seeded_subset(read_images(type(kag)([samples[i] for i in val], []),

@@ -48,7 +48,7 @@ MEDIAN = 3  # median filter size against noise
 CLEANING = f"despike{NOTCH_RATIO:g}-median{MEDIAN}@{WORK_SIZE}"  # recorded in the version string
 
 
-def despike(image: np.ndarray) -> np.ndarray:
+def despike(image: np.ndarray, ratio: float = NOTCH_RATIO) -> np.ndarray:
     """Flatten isolated spectral peaks (k-space spikes) of a 2-D float image, off the spectrum's axes.
     Written here: the libraries at hand add spikes (TorchIO) or filter whole bands; none notches
     isolated peaks found relative to their neighbourhood."""
@@ -58,7 +58,7 @@ def despike(image: np.ndarray) -> np.ndarray:
     local = cv2.medianBlur(magnitude, 5)
     yy, xx = np.ogrid[:h, :w]
     dy, dx = np.abs(yy - h // 2), np.abs(xx - w // 2)
-    spikes = (magnitude > NOTCH_RATIO * local) & (dy * dy + dx * dx > NOTCH_MIN_RADIUS**2) & (dy > 1) & (dx > 1)
+    spikes = (magnitude > ratio * local) & (dy * dy + dx * dx > NOTCH_MIN_RADIUS**2) & (dy > 1) & (dx > 1)
     if not spikes.any():
         return image
     spectrum[spikes] *= local[spikes] / magnitude[spikes]
@@ -76,7 +76,7 @@ class PooledEncoder(torch.nn.Module):
         return torch.cat([m.mean(dim=(2, 3)) for m in self.encoder(x)], dim=1)
 
 
-def load_encoder(path: Path) -> tuple[torch.nn.Module, dict]:
+def load_encoder(path: Path, stages: Sequence[int] = STAGES) -> tuple[torch.nn.Module, dict]:
     """The segmenter file's encoder alone, as a timm feature extractor up to stage 4
     (weights only; the decoder and the last stage are not built). Built from timm directly rather than
     through tumorlens.segment: segmentation-models-pytorch takes seconds to import, and the features
@@ -85,7 +85,7 @@ def load_encoder(path: Path) -> tuple[torch.nn.Module, dict]:
 
     payload = torch.load(path, map_location="cpu", weights_only=True)
     encoder = timm.create_model(payload["arch"]["encoder"], features_only=True, in_chans=1, pretrained=False,
-                                out_indices=tuple(i - 1 for i in STAGES))
+                                out_indices=tuple(i - 1 for i in stages))
     state = {k[len(_PREFIX):]: v.float() for k, v in payload["state_dict"].items() if k.startswith(_PREFIX)}
     encoder.load_state_dict(state, strict=False)
     missing = set(encoder.state_dict()) - set(state)
@@ -118,24 +118,17 @@ class FeatureExtractor:
             self._forward = _frozen(self._net, self.recipe.size)
         return self
 
-    def prepare(self, image: np.ndarray) -> np.ndarray:
-        """Raw 2-D slice -> the encoder's (128, 128) input: at 256 px, despiked and median-filtered,
-        then the segmenter's recipe (resize, percentile clip, z-score)."""
-        clean = cv2.medianBlur(despike(self.work.display(image)), MEDIAN)
-        return self.recipe(clean)
-
-    def batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        out = np.empty((len(images), 1, self.recipe.size, self.recipe.size), np.float32)
-        for i, im in enumerate(images):
-            out[i, 0] = self.prepare(im)
-        return out
+    def clean(self, image: np.ndarray) -> np.ndarray:
+        """Raw 2-D slice -> the same at 256 px in [0, 1], despiked and median-filtered (the segmenter's
+        recipe then resizes, clips and standardises it)."""
+        return cv2.medianBlur(despike(self.work.display(image)), MEDIAN)
 
     @torch.inference_mode()
     def __call__(self, images: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
         images = [np.asarray(im, dtype=np.float32) for im in images]
         out = []
         for i in range(0, len(images), batch_size):
-            x = torch.from_numpy(self.batch(images[i : i + batch_size]))
+            x = torch.from_numpy(self.recipe.batch(self.clean(im) for im in images[i : i + batch_size]))
             out.append(self._forward(x).numpy())
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
