@@ -69,8 +69,10 @@ def _verdict(summary: dict) -> list[tuple[str, str]]:
     return [(c["name"], c["status"]) for c in summary["verdict"]["checks"]]
 
 
-def test_the_audit_on_ray_gives_the_in_process_audit_though_a_worker_dies(cluster, dataset, checkpoint, tmp_path):
-    """Two chunks (64 + 1 audited images) on two workers; the worker of the second chunk dies once."""
+def test_the_audit_on_ray_gives_the_in_process_audit_though_a_worker_dies(cluster, dataset, checkpoint, tmp_path,
+                                                                          monkeypatch):
+    """Two chunks (64 + 1 audited images) on two workers; the worker of the second chunk dies once.
+    The input check runs on the workers too: in this process it would fail."""
     import pandas as pd
 
     from tumorlens.audit.checks import default_checks
@@ -83,6 +85,7 @@ def test_the_audit_on_ray_gives_the_in_process_audit_though_a_worker_dies(cluste
                 progress=False)
     here = run_audit(load_model(str(checkpoint)), open_dataset(dataset), tmp_path / "here", AuditConfig(**opts))
     dies = DiesOnce(str(tmp_path / "died"))
+    monkeypatch.setattr("tumorlens.inputcheck.check.check_samples", _not_here)
     on_ray = run_audit(load_model(str(checkpoint)), open_dataset(dataset), tmp_path / "ray",
                        AuditConfig(**opts, ray="auto", ray_workers=2), checks=default_checks() + [dies],
                        load_model=partial(load_model, str(checkpoint)))
@@ -97,6 +100,12 @@ def test_the_audit_on_ray_gives_the_in_process_audit_though_a_worker_dies(cluste
     assert json.dumps(on_ray["leakage"], sort_keys=True) == json.dumps(here["leakage"], sort_keys=True)
     assert on_ray["classification"]["all"]["confusion_matrix"] == here["classification"]["all"]["confusion_matrix"]
     assert on_ray["classification"]["near_twins_in_training"] == here["classification"]["near_twins_in_training"] > 0
+    checked_r, checked_h = on_ray["input_check"], here["input_check"]  # the phantoms look unlike brain MRI
+    assert checked_r["checked"] == checked_h["checked"] == n and checked_r["flagged"] == checked_h["flagged"] > 0
+    assert [f["path"] for f in checked_r["flagged_images"]] == [f["path"] for f in checked_h["flagged_images"]]
+    np.testing.assert_allclose([f["score"] for f in checked_r["flagged_images"]],
+                               [f["score"] for f in checked_h["flagged_images"]], rtol=1e-3)
+    assert len(checked_r["gallery"]) == len(checked_h["gallery"]) > 0
     rob_r, rob_h = on_ray["robustness"]["shifts"], here["robustness"]["shifts"]
     assert [(s["name"], s["accuracy"]) for s in rob_r] == [(s["name"], s["accuracy"]) for s in rob_h]
     a, b = pd.read_csv(tmp_path / "here" / "gradcam_analysis.csv"), pd.read_csv(tmp_path / "ray" / "gradcam_analysis.csv")
@@ -106,6 +115,10 @@ def test_the_audit_on_ray_gives_the_in_process_audit_though_a_worker_dies(cluste
             np.testing.assert_allclose(b[col].to_numpy(), a[col].to_numpy(), atol=1e-4, equal_nan=True, err_msg=col)
         else:
             assert list(b[col]) == list(a[col]), col
+
+
+def _not_here(*args, **kwargs):
+    raise AssertionError("with --ray the input check must run on the workers, not in the driver")
 
 
 def test_the_data_check_on_ray_gives_the_in_process_check(cluster, dataset, monkeypatch):

@@ -56,6 +56,27 @@ def _chain(*steps):
     return clean
 
 
+def noise_sigma(im: np.ndarray) -> float:
+    """The slice's noise level (scikit-image's wavelet estimate, Donoho's MAD of the finest detail band)."""
+    from skimage.restoration import estimate_sigma
+
+    return float(estimate_sigma(im))
+
+
+def _noise_gated(gate: float):
+    """Despike, then a 3 x 3 median unless the slice is noisier than `gate`: then non-local means with
+    h scaled to its own noise (h = 12 at the gaussian-noise shift's 0.05), so only noisy slices pay for it."""
+    despike, median = _despike(4.0), _median(3)
+
+    def clean(im):
+        im = despike(im)
+        sigma = noise_sigma(im)
+        return _nlm(255 * sigma)(im) if sigma > gate else median(im)
+    return clean
+
+
+GATED = "despike4-median3-nlm-if-noisy"  # built in main: its gate comes from the fit slices' noise levels
+
 VARIANTS = {  # name -> cleaning of the [0, 1] 256 px slice
     "none": lambda im: im,
     "despike6-median3": _chain(_despike(6.0), _median(3)),  # shipped first (session 4), then despike4-median3
@@ -101,7 +122,7 @@ def main() -> None:
     from tumorlens.inputcheck.foreign import foreign_images
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=",".join([*VARIANTS, GATED]))
     args = ap.parse_args()
 
     kag, fig, fit, val = reference_sets(KAGGLE, FIGSHARE, HELDOUT)
@@ -119,6 +140,15 @@ def main() -> None:
     rows = []
     for name in args.variants.split(","):
         t0 = time.perf_counter()
+        if name == GATED:
+            despike = _despike(4.0)
+            sigma_fit = np.array([noise_sigma(despike(images[i])) for i in tqdm(fit, desc="noise of the fit slices")])
+            gate = float(np.quantile(sigma_fit, 0.995))
+            noisy = {n: np.mean([noise_sigma(despike(im)) > gate for im in ims]) for n, ims in shifted.items()}
+            print(f"{GATED}: gate {gate:.4f} (0.995 quantile of the fit slices' noise); shifted copies over it: "
+                  + ", ".join(f"{n} {100 * v:.0f} %" for n, v in noisy.items())
+                  + f"; foreign over it: {np.mean([noise_sigma(despike(im)) > gate for im in foreign01]):.2f}", flush=True)
+            VARIANTS[GATED] = _noise_gated(gate)
         extract = Extractor(VARIANTS[name])
         x = extract(images, f"{name}: slices")
         sx = {n: extract(ims, f"{name}: {n}") for n, ims in shifted.items()}

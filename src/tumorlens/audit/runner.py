@@ -62,17 +62,20 @@ def select_images(samples: SampleSet, limit: int | None, seed: int) -> tuple[Sam
     return chosen, audited_split
 
 
-def drop_unreadable(audited: SampleSet, cfg: AuditConfig) -> None:
-    """Read the audited images once, so that a file damaged beyond its header (which fails only when
-    its pixels are decoded) is skipped and listed in data.skipped_files before any check starts,
-    instead of crashing the audit half-way or misaligning the checks' per-image arrays. Costs one
-    read of each audited file (the image pass reads them again; the cache keeps few 2-D files);
-    with --ray the workers read them."""
+def read_audited(audited: SampleSet, cfg: AuditConfig) -> tuple[SampleSet, dict | None]:
+    """Read every audited image once, before any check starts (with --ray the workers read them): a
+    file damaged beyond its header (which fails only when its pixels are decoded) is skipped and
+    listed in data.skipped_files instead of crashing the audit half-way or misaligning the checks'
+    per-image arrays. When the input check runs (screen_inputs), it is this read; else the pixels
+    are only decoded. The image pass reads them again (the cache keeps few 2-D files)."""
+    if cfg.data_checks or cfg.exclude_unlike_mri:
+        return screen_inputs(audited, cfg)
     from tumorlens.data.streaming import map_images
 
     map_images(_readable, audited.samples, progress=cfg.progress, desc="reading audited images", ray=cfg.ray,
                ray_workers=cfg.ray_workers)
     audited.drop_unreadable()
+    return audited, None
 
 
 def _readable(image) -> bool:
@@ -81,16 +84,17 @@ def _readable(image) -> bool:
 
 def screen_inputs(audited: SampleSet, cfg: AuditConfig) -> tuple[SampleSet, dict | None]:
     """The input check over the audited images (tumorlens.inputcheck: is each a brain MRI slice?),
-    whatever the model: a count, the flagged files and thumbnails for the report. They stay in the
-    audit unless cfg.exclude_unlike_mri. Part of the data checks: skipped with them unless exclusion
-    is asked for."""
-    if not (cfg.data_checks or cfg.exclude_unlike_mri):
-        return audited, None
+    whatever the model: a count, the flagged files and thumbnails for the report; unreadable files
+    dropped. Flagged images stay in the audit unless cfg.exclude_unlike_mri. With --ray it runs on
+    the workers, which read the images."""
     from tumorlens.inputcheck.summary import check_sample_set
 
-    summary, ok = check_sample_set(audited, cfg.progress, "input check (brain MRI?)")
+    summary, ok = check_sample_set(audited, cfg.progress, "input check (brain MRI?)", ray=cfg.ray,
+                                   ray_workers=cfg.ray_workers)  # an unreadable image passes and learns its error
+    ok = ok[[s.error is None for s in audited.samples]]
+    audited.drop_unreadable()
     summary["excluded"] = 0
-    if cfg.exclude_unlike_mri and not ok.all():
+    if cfg.exclude_unlike_mri and len(audited) and not ok.all():
         if not ok.any():
             raise AuditError(f"{audited.root}: the input check finds every audited image unlike brain MRI; nothing "
                              "is left to audit without --exclude-unlike-mri")
@@ -174,10 +178,9 @@ def run_audit(model: TumorModel, samples: SampleSet, out: str | Path, config: Au
     audited, audited_split = select_images(samples, cfg.limit, cfg.seed)
     if len(audited) == 0:
         raise AuditError(f"{samples.root}: no images to audit")
-    drop_unreadable(audited, cfg)
+    audited, input_check = read_audited(audited, cfg)
     if len(audited) == 0:
         raise AuditError(f"{samples.root}: none of the audited images could be read ({len(samples.skipped)} skipped)")
-    audited, input_check = screen_inputs(audited, cfg)
     ctx = AuditContext(model=model, samples=samples, audited=audited, audited_split=audited_split,
                        truth=truth_indices(model, audited), config=cfg, out=out)
 
