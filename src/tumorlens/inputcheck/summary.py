@@ -44,12 +44,12 @@ def summarise(paths: Sequence[str], checks: Sequence, gallery: dict[int, str] | 
 def check_sample_set(samples, progress: bool = True, desc: str = "input check", ray: str | None = None,
                      ray_workers: int | None = None) -> tuple[dict, np.ndarray]:
     """(summarise() over every image of a SampleSet, read chunk by chunk, with the first GALLERY flagged
-    images as thumbnails; a bool mask of the samples that pass). An unreadable sample passes: the
-    callers' own reads report those.
+    images as thumbnails; a bool mask of the samples that pass). An unreadable sample passes and keeps
+    its error (sample.error), for the caller to drop (SampleSet.drop_unreadable).
 
     ray: a Ray cluster ('auto' or its address): the chunks are read and checked on its workers (the
     check is per-image work like the audit's image pass: at a million slices, hours in one process);
-    only the verdicts and the flagged images' thumbnails come back."""
+    only the verdicts, what each read taught its sample and the flagged images' thumbnails come back."""
     if ray:
         from tumorlens.cluster import ordered_map
 
