@@ -10,6 +10,7 @@ import numpy as np
 
 GALLERY = 12  # thumbnails kept
 THUMB = 96  # px
+CHUNK = 64  # images checked per batch (and per Ray task)
 
 
 def thumbnail_png(image: np.ndarray, size: int = THUMB) -> str:
@@ -76,9 +77,6 @@ def check_sample_set(samples, progress: bool = True, desc: str = "input check", 
             paths.append(samples.samples[i].path)
             checks.append(c)
     return summarise(paths, checks, gallery), ok
-
-
-CHUNK = 64  # images checked per batch (and per Ray task)
 
 
 def screen(positions: np.ndarray, samples: Sequence, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list, dict[int, str]]:
