@@ -1,13 +1,15 @@
 """The robust-training options: head-rank intensity standardisation (a recipe option every command
-applies), TorchIO acquisition augmentation, and outside-brain randomisation (synthetic phantoms)."""
+applies; its head outline the audit's head mask or that mask's convex hull), TorchIO acquisition augmentation, and outside-brain randomisation (synthetic phantoms)."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from tumorlens.anatomy.regions import head_hull, head_mask
 from tumorlens.cli import app
 from tumorlens.data.preprocess import PreprocessRecipe
 from tumorlens.data.synthetic import make_phantoms
@@ -28,9 +30,10 @@ def phantoms():
     return samples
 
 
+@pytest.mark.parametrize("intensity", ["head_rank", "hull_rank"])
 @pytest.mark.parametrize("change", [lambda x: x ** 0.6, lambda x: x ** 1.6, np.sqrt])
-def test_head_rank_cancels_increasing_intensity_changes_that_min_max_does_not(phantoms, change):
-    rank = PreprocessRecipe(size=64, clip_low=0, clip_high=100, intensity="head_rank")
+def test_head_rank_cancels_increasing_intensity_changes_that_min_max_does_not(phantoms, change, intensity):
+    rank = PreprocessRecipe(size=64, clip_low=0, clip_high=100, intensity=intensity)
     minmax = PreprocessRecipe(size=64, clip_low=0, clip_high=100)
     rank_diff, minmax_diff = [], []
     for s in phantoms.samples[:12]:
@@ -43,6 +46,36 @@ def test_head_rank_cancels_increasing_intensity_changes_that_min_max_does_not(ph
     # an affine change both cancel (min-max scaling already did)
     image = phantoms.samples[0].image
     np.testing.assert_allclose(rank.display(3 * image + 0.2), rank.display(image), atol=1e-6)
+
+
+def _head_of_dark_tissue_with_bright_scalp_arcs(size: int, seed: int) -> np.ndarray:
+    """A [0, 1] slice whose tissue lies mostly in the dark fifth of the range, inside four bright
+    scalp arcs with gaps between them, as many Kaggle slices are (their head is 20-70 % dark)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot((yy - size / 2) / (0.40 * size), (xx - size / 2) / (0.32 * size))
+    tissue = cv2.GaussianBlur(rng.uniform(0.08, 0.36, (size, size)).astype(np.float32), (0, 0), 3)
+    img = np.where(r < 1, tissue, 0.02).astype(np.float32)
+    angle = np.degrees(np.arctan2(yy - size / 2, xx - size / 2)) % 90
+    img[(r > 0.88) & (r < 1) & (angle > 15) & (angle < 75)] = 0.9
+    img += rng.normal(0, 0.005, img.shape).astype(np.float32)
+    return (img - img.min()) / (img.max() - img.min())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hull_rank_keeps_the_head_when_brightness_down_breaks_it_into_pieces(seed):
+    image = _head_of_dark_tissue_with_bright_scalp_arcs(128, seed)
+    darker = np.clip((image - 0.2) / 0.8, 0.0, 1.0)  # the robustness check's "brightness down" window
+    moved = {}
+    for intensity in ("head_rank", "hull_rank"):
+        recipe = PreprocessRecipe(size=128, clip_low=0, clip_high=100, intensity=intensity)
+        moved[intensity] = np.abs(recipe.from_acquired(image) - recipe.from_acquired(darker)).mean()
+    # head_rank's largest bright piece is one arc, so every rank moves; the arcs' hull is still the head
+    assert moved["hull_rank"] < 0.02
+    assert moved["head_rank"] > 5 * moved["hull_rank"]
+    clean, dark = head_hull(image), head_hull(darker)
+    assert (clean & dark).sum() / (clean | dark).sum() > 0.95
+    assert (head_mask(image) & clean).sum() / (head_mask(image) | clean).sum() > 0.85  # on the clean slice, the same head
 
 
 def test_head_rank_display_is_ranks_in_the_head_and_zero_outside(phantoms):

@@ -8,7 +8,9 @@ Steps, in order (as published counterfactual work on these datasets does):
    checkpoint written before this option) or "head_rank": each head pixel becomes its rank among
    the head's pixels (0 to 1), the background 0. Ranks do not move under any increasing intensity
    change (gamma, contrast, brightness, a scanner's grey mapping), so such an acquisition shift
-   cannot change what the model sees, apart from the head outline's few rim pixels;
+   cannot change what the model sees, apart from the head outline's few rim pixels; or
+   "hull_rank": the same ranks within the convex hull of the head's bright parts, an outline that
+   an intensity window blacking out the low end moves far less (issue 27, lever 4);
 5. z-score with the recipe's declared mean and std (fixed numbers, so a pixel means the same in
    every image and a blanked region has the same value everywhere).
 
@@ -129,7 +131,7 @@ class PreprocessRecipe:
         """Step 4 on a [0, 1] model-size image (see the module docstring)."""
         if self.intensity == "minmax":
             return image01
-        return head_rank(image01)
+        return head_rank(image01, hull=self.intensity == "hull_rank")
 
     def normalize(self, image01: np.ndarray) -> np.ndarray:
         return ((np.asarray(image01, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
@@ -178,19 +180,21 @@ INTERPOLATIONS = {"auto": None, "nearest": cv2.INTER_NEAREST, "bilinear": cv2.IN
 INTENSITY_METHODS = {
     "minmax": "percentile clip and min-max scaling only",
     "head_rank": "rank of each pixel within the head (0-1), background 0: unmoved by any increasing intensity change",
+    "hull_rank": "head_rank within the convex hull of the head's bright parts: an outline that low-end windows barely move",
 }
 
 
-def head_rank(image01: np.ndarray) -> np.ndarray:
+def head_rank(image01: np.ndarray, hull: bool = False) -> np.ndarray:
     """Each head pixel -> its mid-rank among the head's pixels / their count (ties share a rank,
-    so a flat region stays flat); background -> 0. The head is the audit's own head mask; an image
-    without a head is ranked whole. scipy's rankdata does the ranking."""
+    so a flat region stays flat); background -> 0. The head is the audit's own head mask, or with
+    `hull` its convex-hull variant; an image without a head is ranked whole. scipy's rankdata does
+    the ranking."""
     from scipy.stats import rankdata
 
-    from tumorlens.anatomy.regions import head_mask  # the audit's own head mask
+    from tumorlens.anatomy.regions import head_hull, head_mask
 
     img = np.asarray(image01, dtype=np.float32)
-    head = head_mask(img)
+    head = head_hull(img) if hull else head_mask(img)
     if not head.any():
         head = np.ones(img.shape, bool)
     out = np.zeros(img.shape, np.float32)
