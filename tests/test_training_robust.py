@@ -1,5 +1,6 @@
 """The robust-training options: head-rank intensity standardisation (a recipe option every command
-applies; its head outline the audit's head mask or that mask's convex hull), TorchIO acquisition augmentation, and outside-brain randomisation (synthetic phantoms)."""
+applies; ranked within the audit's head mask or that mask's convex hull), TorchIO acquisition
+augmentation, and outside-brain randomisation (synthetic phantoms)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def test_head_rank_cancels_increasing_intensity_changes_that_min_max_does_not(ph
 
 def _head_of_dark_tissue_with_bright_scalp_arcs(size: int, seed: int) -> np.ndarray:
     """A [0, 1] slice whose tissue lies mostly in the dark fifth of the range, inside four bright
-    scalp arcs with gaps between them, as many Kaggle slices are (their head is 20-70 % dark)."""
+    scalp arcs with gaps between them: the Kaggle slices on which head_mask breaks under brightness
+    down look like this (benchmarks/RESULTS.md, issue 27 lever 4)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
     r = np.hypot((yy - size / 2) / (0.40 * size), (xx - size / 2) / (0.32 * size))
