@@ -2,7 +2,9 @@
 without a near twin in Kaggle Training (which holds figshare's slices re-encoded, so a model trained
 on Kaggle Training has seen a near copy of about half of them).
 
-    python benchmarks/figshare_twin_free.py runs/i27/audit_fs_D2 [AUDIT_DIR ...] [--data runs/figshare_dev]
+    python benchmarks/figshare_twin_free.py runs/i27/audit_fs_D2 [AUDIT_DIR ...] [--data runs/figshare_dev] [--errors]
+
+--errors also counts each audit's errors without a near twin by kind (truth -> prediction).
 
 Near twin: the data check's perceptual hash within its Hamming threshold (tumorlens.data.checks).
 Reads each audit's gradcam_analysis.csv (path, truth, prediction); the audits should cover the same
@@ -28,6 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("audits", nargs="+", type=Path)
     ap.add_argument("--data", default="runs/figshare_dev", help="the dataset the audits read (scripts/figshare_split.py)")
+    ap.add_argument("--errors", action="store_true", help="count the errors without a near twin by truth -> prediction")
     ap.add_argument("--kaggle", default=str(ROOT.parent / "shared/data/brain-tumor-mri"))
     args = ap.parse_args()
 
@@ -49,6 +52,12 @@ def main() -> None:
     for a, t in tables.items():
         right = (t["truth"] == t["prediction"]).to_numpy()
         print(f"| {a} | {right.mean():.4f} | {right[~twin].mean():.4f} | {int((~right[~twin]).sum())} |")
+    if args.errors:
+        print()
+        for a, t in tables.items():
+            wrong = t[(t["truth"] != t["prediction"]).to_numpy() & ~twin]
+            kinds = (wrong["truth"] + " -> " + wrong["prediction"]).value_counts()
+            print(f"{a}: " + (", ".join(f"{k} {n}" for k, n in kinds.items()) or "no errors"))
 
 
 if __name__ == "__main__":
