@@ -72,6 +72,10 @@ MASKS = {"audit": head_mask, "equalised": lambda im: head_mask(equalised(im)),
 CLEAN_MASK = "clean mask (floor)"
 
 
+def ious(masks, others):
+    return np.array([(m & o).sum() / max((m | o).sum(), 1) for m, o in zip(masks, others)])
+
+
 def ranked(img, head):
     head = head if head.any() else np.ones(img.shape, bool)
     out = np.zeros(img.shape, np.float32)
@@ -93,14 +97,14 @@ def main() -> None:
     moved = {s: renormalize01(recipe, shift_by_name(s)(acquired)) for s in shifts}
     for name, mask in {**MASKS, CLEAN_MASK: None}.items():
         heads = audit_heads if mask is None else [mask(a) for a in acquired]
-        iou = np.array([(m & h).sum() / max((m | h).sum(), 1) for m, h in zip(heads, audit_heads)])
+        iou = ious(heads, audit_heads)
         base = np.stack([ranked(a, m) for a, m in zip(acquired, heads)])
         line = f"{name:18s} IoU mean {iou.mean():.3f} min {iou.min():.3f}"
         for shift in shifts:
-            after = [ranked(m, h if mask is None else mask(m)) for m, h in zip(moved[shift], heads)]
+            moved_heads = heads if mask is None else [mask(m) for m in moved[shift]]
+            after = [ranked(m, h) for m, h in zip(moved[shift], moved_heads)]
             d = np.abs(np.stack(after) - base).mean(axis=(1, 2))
-            mask_iou = np.array([1.0] * len(heads) if mask is None else
-                                [(mask(m) & h).sum() / max((mask(m) | h).sum(), 1) for m, h in zip(moved[shift], heads)])
+            mask_iou = ious(moved_heads, heads)
             line += f"\n    {shift:16s} {d.mean():.4f} ({np.quantile(d, 0.95):.4f}) mask IoU {mask_iou.mean():.3f}/{mask_iou.min():.3f}"
         print(line)
 
