@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from tumorlens.anatomy.head import head_box
+from tumorlens.anatomy.regions import head_hull, head_mask
 from tumorlens.errors import TumorlensError
 
 
@@ -131,7 +132,7 @@ class PreprocessRecipe:
         """Step 4 on a [0, 1] model-size image (see the module docstring)."""
         if self.intensity == "minmax":
             return image01
-        return head_rank(image01, hull=self.intensity == "hull_rank")
+        return head_rank(image01, RANK_OUTLINES[self.intensity])
 
     def normalize(self, image01: np.ndarray) -> np.ndarray:
         return ((np.asarray(image01, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
@@ -182,19 +183,19 @@ INTENSITY_METHODS = {
     "head_rank": "rank of each pixel within the head (0-1), background 0: unmoved by any increasing intensity change",
     "hull_rank": "head_rank within the convex hull of the head's bright parts: an outline that low-end windows barely move",
 }
+# each ranked method above -> the head outline its ranks are taken within
+RANK_OUTLINES = {"head_rank": head_mask, "hull_rank": head_hull}
 
 
-def head_rank(image01: np.ndarray, hull: bool = False) -> np.ndarray:
+def head_rank(image01: np.ndarray, outline=head_mask) -> np.ndarray:
     """Each head pixel -> its mid-rank among the head's pixels / their count (ties share a rank,
-    so a flat region stays flat); background -> 0. The head is the audit's own head mask, or with
-    `hull` its convex-hull variant; an image without a head is ranked whole. scipy's rankdata does
-    the ranking."""
+    so a flat region stays flat); background -> 0. The head is `outline(image01)`: the audit's own
+    head mask, or a variant from RANK_OUTLINES; an image without a head is ranked whole. scipy's
+    rankdata does the ranking."""
     from scipy.stats import rankdata
 
-    from tumorlens.anatomy.regions import head_hull, head_mask
-
     img = np.asarray(image01, dtype=np.float32)
-    head = head_hull(img) if hull else head_mask(img)
+    head = outline(img)
     if not head.any():
         head = np.ones(img.shape, bool)
     out = np.zeros(img.shape, np.float32)
