@@ -31,9 +31,11 @@ DATA ?= ../shared/data/brain-tumor-mri
 # model it replaces, and ships it with its model card into src/tumorlens/assets. The recipe is issue
 # 18's candidate E (benchmarks/RESULTS.md, robust_model.py): rank intensities in the head, acquisition
 # augmentation with random windows, outside-brain randomisation, tumor-removed counterfactual examples.
+# The shipped model (E2) was trained on the slice split; --val-grouping none keeps that split (the
+# trainer's default now groups near twins, and on that split this recipe is issue 27's candidate P).
 default-model: $(STAMP)
 	$(BIN)/tumorlens train --data $(DATA) --split Training --model efficientnet_lite0 --pretrained imagenet \
-		--size 224 --epochs 6 --batch-size 32 --lr 1e-3 --seed 0 --split-seed 0 --out runs/default \
+		--size 224 --epochs 6 --batch-size 32 --lr 1e-3 --seed 0 --split-seed 0 --val-grouping none --out runs/default \
 		--clip-low 0 --clip-high 100 --val-fraction 0.1 --no-class-weights --label-smoothing 0 \
 		--intensity head_rank --augment acquisition_window --outside-brain randomize --outside-p 0.5 --tumor-removal-p 0.15
 	$(BIN)/tumorlens evaluate --model runs/default/model.pt --data $(DATA) --out runs/default/testing
