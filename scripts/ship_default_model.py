@@ -7,8 +7,9 @@ validation split (recomputed from the provenance's data, split seed and val frac
 model.pt; `python scripts/ship_default_model.py --reference CHECKPOINT` does only that, for a model
 already shipped. Optional, each into the card when present: RUN_DIR/audit/summary.json (`tumorlens audit` on Kaggle
 Testing), RUN_DIR/audit_figshare/summary.json (the same audit on figshare, whose expert masks make the
-counterfactual check meaningful) and RUN_DIR/compare/comparison.json (`tumorlens compare` of the
-previous default's audit with this one's).
+counterfactual check meaningful), RUN_DIR/compare/comparison.json (`tumorlens compare` of the
+previous default's audit with this one's) and RUN_DIR/heldout/metrics.json (`tumorlens evaluate` on figshare's
+held-out patients).
 """
 
 from __future__ import annotations
@@ -104,6 +105,27 @@ def figshare_counterfactuals(run: Path) -> str:
                       f"(expert tumor masks):", ""] + [f"- {f}" for f in findings or ["counterfactuals: not run"]])
 
 
+def heldout_patients(run: Path) -> str:
+    found = _read(run / "heldout" / "metrics.json")
+    if found is None:
+        return "Not measured on figshare's held-out patients."
+    # accuracy and errors, not macro-F1: figshare has no tumor-free class, whose F1 is then 0 by definition
+    n, acc = found["all"]["n"], found["all"]["accuracy"]
+    return ("`tumorlens evaluate` on the patients of ../shared/splits/figshare_heldout_patients.csv "
+            "(`python scripts/figshare_split.py heldout DIR`), read once, when the model was shipped: "
+            f"accuracy {fmt(acc)} on {n} slices ({round(n * (1 - acc))} wrong).")
+
+
+def validation_limit(provenance: dict) -> str:
+    """What the validation split is, for the known limits: by slice, or with near twins kept on one side."""
+    how = provenance.get("split_method", "")
+    if how == "stratified":
+        return ("Validation images are a stratified share of the Training folder (the set has no patient ids),\n"
+                "  which holds near-duplicates of its own, so validation figures are flattered by near twins;")
+    return (f"Validation images are a share of the Training folder split {how}: each group of near-twin\n"
+            "  slices lies on one side (the set has no patient ids), though looser look-alikes remain;")
+
+
 def add_reference(ckpt: Path) -> None:
     """The monitoring reference of the checkpoint's model, from its own validation split, stored in it."""
     model = load_model(ckpt)
@@ -166,14 +188,16 @@ Measured by `tumorlens evaluate --model src/tumorlens/assets/default_model.pt --
 ## Does it need the tumor? (figshare)
 {figshare_counterfactuals(run)}
 
+## Figshare's held-out patients
+{heldout_patients(run)}
+
 ## Known limits
 - Every check the audit above failed or warned on is something this model does not do; the
   comparison says what it does better and worse than the model it replaced.
 - The Kaggle set mixes three sources; class, source, file format and framing are confounded
   (most "notumor" slices come from Br35H). High accuracy can partly come from those cues:
   run `tumorlens audit` to see where the model looks and how it does with the brain blanked.
-- Validation images are a stratified share of the Training folder (the set has no patient ids),
-  which holds near-duplicates of its own, and Testing has near twins in Training (count above):
+- {validation_limit(p)} Testing has near twins in Training (count above):
   no split here is a clean test. Prefer the leakage-free Testing column.
 - Slices only (no volumes), axial, contrast-enhanced T1 mostly; other sequences, planes,
   scanners, children, post-operative brains and other pathologies are out of its training data.
