@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,10 @@ FIXTURE = Path(__file__).parent / "fixtures" / "demo_audit_reference.json"
 VOLATILE = ("timing_seconds", "tumorlens_version")  # machine- and release-dependent
 VOLATILE_PREFIXES = ("data_checks.seconds", "robustness.cost.")  # stage timings
 VOLATILE_LEAVES = ("ms_per_image", "ms_per_image_all_images", "root", "path", "example_paths", "progress")
+# keys named by the model's decisions, not by the audit's schema: which true classes a predicted
+# class's calls hold, and the figures of misclassified tumor cases (absent when there are none); a
+# new default model may lose them with no change to summary.json
+DECISION_KEYED = re.compile(r"^atlas\.by_predicted_class\.[^.]+\.classes\.|^counterfactuals\.misclassified\.")
 # the "random" explainer is the baseline with unseeded random channel weights (seed None): its
 # numbers differ between two runs of the same code, so they are not compared
 UNSEEDED_METHOD = "random"
@@ -55,7 +60,8 @@ def reference_view(summary: dict, csv: pd.DataFrame) -> dict:
     leaves = {k: v for k, v in _flatten(kept)
               if _leaf_name(k) not in VOLATILE_LEAVES and not k.startswith(VOLATILE_PREFIXES)}
     numeric = csv.select_dtypes("number")
-    keys = sorted(k for k, _ in _flatten_keys(summary) if not k.startswith("data_checks.seconds."))
+    keys = sorted(k for k, _ in _flatten_keys(summary)
+                  if not k.startswith("data_checks.seconds.") and not DECISION_KEYED.match(k))
     # the per-image decisions (predictions on every version, focus, flags...), row by row
     decisions = {c: [None if pd.isna(v) else (bool(v) if isinstance(v, (bool, np.bool_)) else str(v))
                      for v in csv[c]] for c in csv.columns if c not in numeric.columns and c not in VOLATILE_LEAVES}
